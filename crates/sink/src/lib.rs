@@ -1,1 +1,12 @@
-//! placeholder
+//! The edgepool sink: reads results from DETECTIONS through a durable consumer, dedupes them by
+//! (camera, seq), and turns them into Prometheus metrics, a JSONL file and a live feed.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod http;
+pub mod metrics;
+mod run;
+pub mod stats;
+
+pub use run::{Sink, SinkConfig};
+pub use stats::{SinkStats, Summary, WorkerSummary};

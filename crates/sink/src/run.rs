@@ -1,0 +1,234 @@
+//! The sink loop: DETECTIONS → dedupe → metrics, JSONL, live feed; then ack.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use edgepool_wire::ResultMessage;
+use edgepool_wire::nats::DETECTIONS;
+
+use crate::http::Readiness;
+use crate::metrics::SinkMetrics;
+use crate::stats::SinkStats;
+
+/// Sink settings (`[sink]`, `EDGEPOOL_SINK_*`, `edgepool sink` flags).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Durable consumer name on DETECTIONS; sinks sharing a name share the work.
+    pub durable: String,
+    /// On first creation, start from the oldest stored result instead of new ones only.
+    pub replay: bool,
+    /// Append every unique result as one JSON line to this file.
+    pub jsonl: Option<PathBuf>,
+    /// Address of /metrics, /healthz, /readyz and /events.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self { durable: "sink".into(), replay: false, jsonl: None, listen: None }
+    }
+}
+
+/// One event of the live feed.
+#[derive(Debug, Clone)]
+struct FeedItem {
+    camera: String,
+    json: Arc<str>,
+}
+
+/// A running sink's shared parts.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    stats: Arc<SinkStats>,
+    metrics: SinkMetrics,
+    feed: broadcast::Sender<FeedItem>,
+    ready: Readiness,
+}
+
+impl Sink {
+    /// Registers metrics in `registry`. `stats` collects the aggregates (see [`SinkStats`]).
+    pub fn new(registry: &prometheus::Registry, stats: Arc<SinkStats>) -> anyhow::Result<Self> {
+        let metrics = SinkMetrics::register(registry)?;
+        let (feed, _) = broadcast::channel(1024);
+        Ok(Self { stats, metrics, feed, ready: Readiness::default() })
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &Arc<SinkStats> {
+        &self.stats
+    }
+
+    #[must_use]
+    pub fn readiness(&self) -> Readiness {
+        self.ready.clone()
+    }
+
+    /// `/events`: server-sent events, one `result` event per unique result, for subscribers
+    /// that do not speak NATS. `?camera=ID` filters.
+    pub fn router(&self) -> Router {
+        Router::new().route("/events", get(events)).with_state(self.feed.clone())
+    }
+
+    /// Binds the durable consumer, then processes results until `shutdown`.
+    pub async fn run(&self, js: jetstream::Context, cfg: SinkConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let stream = js.get_stream(DETECTIONS).await.context("DETECTIONS stream not found; run `edgepool setup`")?;
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(
+                &cfg.durable,
+                consumer::pull::Config {
+                    durable_name: Some(cfg.durable.clone()),
+                    description: Some("edgepool sink".into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    deliver_policy: if cfg.replay { consumer::DeliverPolicy::All } else { consumer::DeliverPolicy::New },
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .with_context(|| format!("binding consumer DETECTIONS/{}", cfg.durable))?;
+        let mut jsonl = match &cfg.jsonl {
+            Some(path) => Some(tokio::io::BufWriter::new(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .with_context(|| format!("opening {}", path.display()))?,
+            )),
+            None => None,
+        };
+        self.ready.set(true);
+        tracing::info!(durable = %cfg.durable, "sink started");
+
+        while !shutdown.is_cancelled() {
+            let mut messages = match consumer
+                .stream()
+                .max_messages_per_batch(256)
+                .max_bytes_per_batch(4 << 20)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(15))
+                .messages()
+                .await
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start consuming results; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    n = messages.next() => n,
+                    () = shutdown.cancelled() => None,
+                };
+                let msg = match next {
+                    None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "result stream hiccup");
+                        continue;
+                    }
+                    Some(Ok(m)) => m,
+                };
+                self.handle(&msg.payload, jsonl.as_mut()).await;
+                if let Err(e) = msg.ack().await {
+                    tracing::debug!(error = %e, "result ack failed; it will be redelivered and deduplicated");
+                }
+                if messages_idle(&msg) {
+                    if let Some(w) = jsonl.as_mut() {
+                        let _ = w.flush().await;
+                    }
+                }
+            }
+        }
+        if let Some(w) = jsonl.as_mut() {
+            w.flush().await.context("flushing the JSONL file")?;
+        }
+        // Plain acks are fire-and-forget: flush them before leaving.
+        let _ = js.client().flush().await;
+        self.ready.set(false);
+        Ok(())
+    }
+
+    async fn handle(&self, payload: &[u8], jsonl: Option<&mut tokio::io::BufWriter<tokio::fs::File>>) {
+        let result: ResultMessage = match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "invalid result message");
+                self.metrics.invalid.inc();
+                self.stats.invalid();
+                return;
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let e2e = result.captured_at.map(|c| (now - c).as_seconds_f64());
+        if !self.stats.record(&result, e2e) {
+            self.metrics.duplicates.inc();
+            return;
+        }
+        self.metrics.record(&result, e2e, now.unix_timestamp_nanos() as f64 / 1e9);
+        let json: Arc<str> = String::from_utf8_lossy(payload).into();
+        if let Some(w) = jsonl {
+            let mut line = Vec::with_capacity(json.len() + 1);
+            line.extend_from_slice(json.as_bytes());
+            line.push(b'\n');
+            if let Err(e) = w.write_all(&line).await {
+                tracing::error!(error = %e, "writing JSONL failed");
+            }
+        }
+        let _ = self.feed.send(FeedItem { camera: result.camera.clone(), json });
+    }
+}
+
+/// Flush the JSONL buffer when the server says nothing more is pending right now.
+fn messages_idle(msg: &jetstream::Message) -> bool {
+    msg.info().map(|i| i.pending == 0).unwrap_or(true)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    camera: Option<String>,
+}
+
+async fn events(
+    State(feed): State<broadcast::Sender<FeedItem>>,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+    let rx = feed.subscribe();
+    let stream = futures::stream::unfold((rx, q.camera), |(mut rx, camera)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) if camera.as_ref().is_none_or(|c| *c == item.camera) => {
+                    let ev = Event::default().event("result").data(item.json.to_string());
+                    return Some((Ok(ev), (rx, camera)));
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = Event::default().event("lagged").data(n.to_string());
+                    return Some((Ok(ev), (rx, camera)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,296 @@
+//! The frame message: subject, headers and payload a producer publishes, and their parsing.
+//!
+//! Parsing is the worker's first step. Every failure is a [`FrameError`] with a stable `kind`,
+//! and every one of them is poison: the same bytes will fail the same way on every redelivery.
+
+use thiserror::Error;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::ids::{CameraId, FrameSeq, IdError};
+
+/// Subject prefix of frames: `frames.<camera>`.
+pub const FRAMES_PREFIX: &str = "frames";
+/// Subject prefix of results: `detections.<camera>`.
+pub const DETECTIONS_PREFIX: &str = "detections";
+/// Subject prefix of dead letters: `deadletter.<camera>`.
+pub const DEADLETTER_PREFIX: &str = "deadletter";
+/// Subject token used for frames whose subject token is not a valid camera id
+/// (ids starting with `_` are reserved, so no camera can collide with it).
+pub const INVALID_CAMERA_TOKEN: &str = "_invalid";
+
+/// Header names of the frame message (see `docs/wire.md`).
+pub mod header {
+    /// `<camera>-<seq>`: JetStream publish deduplication.
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// `image/jpeg` or `image/png`.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// The camera's frame sequence number, a decimal u64.
+    pub const SEQ: &str = "Edgepool-Seq";
+    /// Capture time, RFC 3339 in UTC (nanoseconds allowed).
+    pub const CAPTURED_AT: &str = "Edgepool-Captured-At";
+    /// Optional W3C trace context, carried into results and logs.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// On dead letters: the error kind (stable, snake_case).
+    pub const ERROR_KIND: &str = "Edgepool-Error-Kind";
+    /// On dead letters: the human-readable error.
+    pub const ERROR: &str = "Edgepool-Error";
+    /// On dead letters: the frame's subject as received.
+    pub const ORIGINAL_SUBJECT: &str = "Edgepool-Original-Subject";
+    /// On dead letters: the frame's sequence in the FRAMES stream.
+    pub const STREAM_SEQ: &str = "Edgepool-Stream-Seq";
+}
+
+/// Encoded image formats the detector accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Jpeg,
+    Png,
+}
+
+impl ContentType {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+
+    /// Parses a `Content-Type` header value (parameters after `;` are ignored).
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        let essence = value.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("image/jpeg") || essence.eq_ignore_ascii_case("image/jpg") {
+            Some(Self::Jpeg)
+        } else if essence.eq_ignore_ascii_case("image/png") {
+            Some(Self::Png)
+        } else {
+            None
+        }
+    }
+
+    /// Guesses from a file extension, for cameras that replay files.
+    #[must_use]
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        match ext.to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" => Some(Self::Jpeg),
+            "png" => Some(Self::Png),
+            _ => None,
+        }
+    }
+
+    /// Whether `payload` starts with this format's magic bytes.
+    #[must_use]
+    pub fn matches_magic(self, payload: &[u8]) -> bool {
+        match self {
+            Self::Jpeg => payload.starts_with(&[0xFF, 0xD8, 0xFF]),
+            Self::Png => payload.starts_with(b"\x89PNG\r\n\x1a\n"),
+        }
+    }
+}
+
+/// Why a frame message was refused before decoding. All are poison.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("subject {0:?} is not frames.<camera>")]
+    BadSubject(String),
+    #[error("invalid camera id in subject: {0}")]
+    BadCamera(#[source] IdError),
+    #[error("missing header {0}")]
+    MissingHeader(&'static str),
+    #[error("header {name} has an invalid value {value:?}: {why}")]
+    BadHeader { name: &'static str, value: String, why: &'static str },
+    #[error("Content-Type {0:?} is not image/jpeg or image/png")]
+    UnsupportedContentType(String),
+    #[error("payload does not start with the magic bytes of {0}")]
+    ContentTypeMismatch(&'static str),
+    #[error("payload is empty")]
+    EmptyPayload,
+}
+
+impl FrameError {
+    /// A stable snake_case name, used as the `kind` of error results and as a metric label.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadSubject(_) => "bad_subject",
+            Self::BadCamera(_) => "bad_camera_id",
+            Self::MissingHeader(_) => "missing_header",
+            Self::BadHeader { .. } => "bad_header",
+            Self::UnsupportedContentType(_) => "unsupported_content_type",
+            Self::ContentTypeMismatch(_) => "content_type_mismatch",
+            Self::EmptyPayload => "empty_payload",
+        }
+    }
+}
+
+/// The parsed, validated envelope of one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameMeta {
+    pub camera: CameraId,
+    pub seq: FrameSeq,
+    pub captured_at: OffsetDateTime,
+    pub content_type: ContentType,
+    pub traceparent: Option<String>,
+}
+
+/// The camera token of a `frames.<camera>` subject, validated or not.
+///
+/// Used to route error results when the rest of the frame is bad.
+#[must_use]
+pub fn subject_token(subject: &str) -> Option<&str> {
+    subject.strip_prefix(FRAMES_PREFIX)?.strip_prefix('.').filter(|t| !t.contains('.'))
+}
+
+impl FrameMeta {
+    /// Parses subject, headers and payload. `header` looks up one header's first value.
+    pub fn parse<'h>(
+        subject: &str,
+        header: impl Fn(&str) -> Option<&'h str>,
+        payload: &[u8],
+    ) -> Result<Self, FrameError> {
+        let token = subject_token(subject).ok_or_else(|| FrameError::BadSubject(subject.to_owned()))?;
+        let camera = CameraId::new(token).map_err(FrameError::BadCamera)?;
+
+        let seq_raw = header(header::SEQ).ok_or(FrameError::MissingHeader(header::SEQ))?;
+        let seq = seq_raw.trim().parse::<u64>().map(FrameSeq).map_err(|_| FrameError::BadHeader {
+            name: header::SEQ,
+            value: truncate(seq_raw),
+            why: "not a decimal u64",
+        })?;
+
+        let at_raw = header(header::CAPTURED_AT).ok_or(FrameError::MissingHeader(header::CAPTURED_AT))?;
+        let captured_at = OffsetDateTime::parse(at_raw.trim(), &Rfc3339).map_err(|_| FrameError::BadHeader {
+            name: header::CAPTURED_AT,
+            value: truncate(at_raw),
+            why: "not an RFC 3339 timestamp",
+        })?;
+
+        let ct_raw = header(header::CONTENT_TYPE).ok_or(FrameError::MissingHeader(header::CONTENT_TYPE))?;
+        let content_type =
+            ContentType::parse(ct_raw).ok_or_else(|| FrameError::UnsupportedContentType(truncate(ct_raw)))?;
+
+        if let Some(id) = header(header::MSG_ID) {
+            let expected = crate::ids::msg_id(&camera, seq);
+            if id != expected {
+                return Err(FrameError::BadHeader {
+                    name: header::MSG_ID,
+                    value: truncate(id),
+                    why: "must be <camera>-<seq>",
+                });
+            }
+        }
+
+        if payload.is_empty() {
+            return Err(FrameError::EmptyPayload);
+        }
+        if !content_type.matches_magic(payload) {
+            return Err(FrameError::ContentTypeMismatch(content_type.as_str()));
+        }
+
+        let traceparent = header(header::TRACEPARENT).filter(|t| is_traceparent(t)).map(str::to_owned);
+        Ok(Self { camera, seq, captured_at, content_type, traceparent })
+    }
+}
+
+/// W3C trace context `version-traceid-parentid-flags`; invalid values are ignored, as the
+/// specification asks.
+#[must_use]
+pub fn is_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Formats a capture time the way the contract wants it: RFC 3339, UTC, nanoseconds.
+#[must_use]
+pub fn format_time(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0];
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
+        pairs.iter().copied().collect()
+    }
+
+    fn good() -> HashMap<&'static str, &'static str> {
+        headers(&[
+            (header::SEQ, "7"),
+            (header::CAPTURED_AT, "2026-11-27T10:00:00.123456789Z"),
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::MSG_ID, "cam-1-7"),
+        ])
+    }
+
+    fn parse(subject: &str, h: &HashMap<&'static str, &'static str>, p: &[u8]) -> Result<FrameMeta, FrameError> {
+        FrameMeta::parse(subject, |k| h.get(k).copied(), p)
+    }
+
+    #[test]
+    fn parses_a_good_frame() {
+        let m = parse("frames.cam-1", &good(), JPEG).unwrap();
+        assert_eq!(m.camera.as_str(), "cam-1");
+        assert_eq!(m.seq, FrameSeq(7));
+        assert_eq!(m.content_type, ContentType::Jpeg);
+        assert_eq!(m.captured_at.nanosecond(), 123_456_789);
+    }
+
+    #[test]
+    fn every_defect_has_its_kind() {
+        let kind = |subject: &str, h: HashMap<_, _>, p: &[u8]| parse(subject, &h, p).unwrap_err().kind();
+        assert_eq!(kind("frames.a.b", good(), JPEG), "bad_subject");
+        assert_eq!(kind("frames.c%m", good(), JPEG), "bad_camera_id");
+        let mut h = good();
+        h.remove(header::SEQ);
+        assert_eq!(kind("frames.cam-1", h, JPEG), "missing_header");
+        let mut h = good();
+        h.insert(header::SEQ, "-3");
+        assert_eq!(kind("frames.cam-1", h, JPEG), "bad_header");
+        let mut h = good();
+        h.insert(header::CAPTURED_AT, "yesterday");
+        assert_eq!(kind("frames.cam-1", h, JPEG), "bad_header");
+        let mut h = good();
+        h.insert(header::CONTENT_TYPE, "text/plain");
+        assert_eq!(kind("frames.cam-1", h, JPEG), "unsupported_content_type");
+        let mut h = good();
+        h.insert(header::MSG_ID, "cam-1-8");
+        assert_eq!(kind("frames.cam-1", h, JPEG), "bad_header");
+        assert_eq!(kind("frames.cam-1", good(), b""), "empty_payload");
+        assert_eq!(kind("frames.cam-1", good(), b"\x89PNG\r\n\x1a\n"), "content_type_mismatch");
+    }
+
+    #[test]
+    fn invalid_traceparent_is_ignored() {
+        let mut h = good();
+        h.insert(header::TRACEPARENT, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        assert!(parse("frames.cam-1", &h, JPEG).unwrap().traceparent.is_some());
+        h.insert(header::TRACEPARENT, "00-zzz-b7ad6b7169203331-01");
+        assert!(parse("frames.cam-1", &h, JPEG).unwrap().traceparent.is_none());
+    }
+
+    #[test]
+    fn subject_token_extracts_one_token() {
+        assert_eq!(subject_token("frames.cam"), Some("cam"));
+        assert_eq!(subject_token("frames.a.b"), None);
+        assert_eq!(subject_token("detections.cam"), None);
+    }
+}

@@ -1,0 +1,302 @@
+//! NATS glue for the contract: connection settings, frame headers, and the stream and consumer
+//! definitions of `nats/`, applied idempotently.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{HeaderMap, ServerAddr};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::frame::{FrameMeta, format_time, header};
+use crate::ids::msg_id;
+
+/// The FRAMES work queue.
+pub const FRAMES: &str = "FRAMES";
+/// Results, replayable.
+pub const DETECTIONS: &str = "DETECTIONS";
+/// Frames that failed for good.
+pub const DEADLETTER: &str = "DEADLETTER";
+/// The one durable pull consumer every worker shares.
+pub const DETECTORS: &str = "detectors";
+
+/// The definitions in `nats/`, compiled in so every binary applies the same thing.
+pub const STREAM_FILES: [(&str, &str); 3] = [
+    (FRAMES, include_str!("../../../nats/streams/FRAMES.json")),
+    (DETECTIONS, include_str!("../../../nats/streams/DETECTIONS.json")),
+    (DEADLETTER, include_str!("../../../nats/streams/DEADLETTER.json")),
+];
+/// `nats/consumers/FRAMES.detectors.json`.
+pub const DETECTORS_FILE: &str = include_str!("../../../nats/consumers/FRAMES.detectors.json");
+/// `nats/nats-server.conf`, for the embedded broker.
+pub const SERVER_CONF: &str = include_str!("../../../nats/nats-server.conf");
+
+/// A secret string: never printed by `Debug`, `Display` or `Serialize`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    #[must_use]
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// How to reach the broker. Every subcommand takes these (`[nats]` in the config file,
+/// `EDGEPOOL_NATS_*` in the environment, `--nats-*` flags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL(s), comma separated. Empty means "start an embedded server" where a command
+    /// supports it (`edgepool demo`), and `nats://127.0.0.1:4222` elsewhere.
+    pub url: Option<String>,
+    /// A `.creds` file (JWT + NKey seed).
+    pub creds: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    /// CA bundle to verify the server's certificate; setting it requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS even without a custom CA.
+    pub tls_required: bool,
+    /// Path of the `nats-server` binary for the embedded broker (default: PATH, then the one
+    /// `cargo xtask` installed).
+    pub server: Option<PathBuf>,
+}
+
+/// The default URL when none is configured.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+impl NatsConfig {
+    /// The configured server addresses (or the default).
+    pub fn addrs(&self) -> Result<Vec<ServerAddr>, async_nats::Error> {
+        let url = self.url.as_deref().filter(|u| !u.trim().is_empty()).unwrap_or(DEFAULT_URL);
+        url.split(',').map(|u| u.trim().parse::<ServerAddr>().map_err(Into::into)).collect()
+    }
+
+    /// Connects as `name` (shown in the server's connection list).
+    ///
+    /// `wait_for_server`: long-running roles (workers, sink, cameras) keep retrying until the
+    /// broker is up, as pods starting before NATS must; one-shot commands fail fast.
+    pub async fn connect(&self, name: &str, wait_for_server: bool) -> Result<async_nats::Client, async_nats::Error> {
+        let mut opts = match &self.creds {
+            Some(path) => async_nats::ConnectOptions::with_credentials_file(path).await?,
+            None => async_nats::ConnectOptions::new(),
+        };
+        if let (Some(user), Some(pass)) = (&self.user, &self.password) {
+            opts = opts.user_and_password(user.clone(), pass.expose().to_owned());
+        }
+        if let Some(token) = &self.token {
+            opts = opts.token(token.expose().to_owned());
+        }
+        if let Some(ca) = &self.tls_ca {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        if self.tls_required {
+            opts = opts.require_tls(true);
+        }
+        opts = opts
+            .name(name)
+            .connection_timeout(Duration::from_secs(5))
+            // Reconnect forever with the client's capped backoff: a broker restart must never
+            // end a worker.
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "nats connection event");
+            });
+        if wait_for_server {
+            opts = opts.retry_on_initial_connect();
+        }
+        Ok(opts.connect(self.addrs()?).await?)
+    }
+}
+
+/// Headers of a frame message, as the contract defines them.
+#[must_use]
+pub fn frame_headers(meta: &FrameMeta) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::MSG_ID, msg_id(&meta.camera, meta.seq).as_str());
+    h.insert(header::CONTENT_TYPE, meta.content_type.as_str());
+    h.insert(header::SEQ, meta.seq.to_string().as_str());
+    h.insert(header::CAPTURED_AT, format_time(meta.captured_at).as_str());
+    if let Some(tp) = &meta.traceparent {
+        h.insert(header::TRACEPARENT, tp.as_str());
+    }
+    h
+}
+
+/// The first value of header `name`, as a string.
+#[must_use]
+pub fn header_str<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    headers?.get(name).map(async_nats::HeaderValue::as_str)
+}
+
+/// What `apply` did to one stream or consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
+    Created,
+    /// Existing, with these settings changed (`key: old -> new`).
+    Updated { fields: Vec<String> },
+    Unchanged,
+}
+
+/// One line of the setup report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.change {
+            Change::Created => write!(f, "{} {}: created", self.kind, self.name),
+            Change::Unchanged => write!(f, "{} {}: unchanged", self.kind, self.name),
+            Change::Updated { fields } => write!(f, "{} {}: updated {}", self.kind, self.name, fields.join(", ")),
+        }
+    }
+}
+
+/// Options for [`apply`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetupOptions {
+    /// Override every stream's `num_replicas` (3 on a JetStream cluster).
+    pub replicas: Option<usize>,
+}
+
+/// Creates or updates FRAMES, DETECTIONS, DEADLETTER and the `detectors` consumer so they match
+/// `nats/`. Safe to run any number of times; reports what it did.
+pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Applied>, async_nats::Error> {
+    let mut report = Vec::new();
+    for (name, text) in STREAM_FILES {
+        let mut desired: Value = serde_json::from_str(text)?;
+        if let Some(r) = opts.replicas {
+            desired["num_replicas"] = Value::from(r);
+        }
+        let config: stream::Config = serde_json::from_value(desired.clone())?;
+        let change = match js.get_stream(name).await {
+            Ok(mut s) => {
+                let current = serde_json::to_value(&s.info().await?.config)?;
+                let fields = diff(&desired, &current);
+                if fields.is_empty() {
+                    Change::Unchanged
+                } else {
+                    js.update_stream(&config).await?;
+                    Change::Updated { fields }
+                }
+            }
+            Err(e) if is_not_found(&e) => {
+                js.create_stream(config).await?;
+                Change::Created
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.push(Applied { kind: "stream", name: name.to_owned(), change });
+    }
+
+    let desired: Value = serde_json::from_str(DETECTORS_FILE)?;
+    let config: consumer::pull::Config = serde_json::from_value(desired.clone())?;
+    let frames = js.get_stream(FRAMES).await?;
+    let change = match frames.consumer_info(DETECTORS).await {
+        Ok(info) => {
+            let current = serde_json::to_value(&info.config)?;
+            let fields = diff(&desired, &current);
+            if fields.is_empty() {
+                Change::Unchanged
+            } else {
+                frames.update_consumer(config).await?;
+                Change::Updated { fields }
+            }
+        }
+        Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => {
+            frames.create_consumer(config).await?;
+            Change::Created
+        }
+        Err(e) => return Err(e.into()),
+    };
+    report.push(Applied { kind: "consumer", name: format!("{FRAMES}/{DETECTORS}"), change });
+    Ok(report)
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(js)
+        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Keys of `desired` whose value differs on the server (the server fills in defaults for keys
+/// the file leaves out; those are not ours to compare).
+fn diff(desired: &Value, current: &Value) -> Vec<String> {
+    let Some(obj) = desired.as_object() else { return Vec::new() };
+    let mut out = Vec::new();
+    for (k, want) in obj {
+        let have = current.get(k).unwrap_or(&Value::Null);
+        let same = match (want, have) {
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            (Value::String(a), Value::Null) | (Value::Null, Value::String(a)) => a.is_empty(),
+            (Value::Bool(false), Value::Null) => true,
+            _ => want == have,
+        };
+        if !same {
+            out.push(format!("{k}: {have} -> {want}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_parse_into_typed_configs() {
+        for (name, text) in STREAM_FILES {
+            let c: stream::Config = serde_json::from_str(text).unwrap();
+            assert_eq!(c.name, name);
+        }
+        let c: consumer::pull::Config = serde_json::from_str(DETECTORS_FILE).unwrap();
+        assert_eq!(c.durable_name.as_deref(), Some(DETECTORS));
+        assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let cfg = NatsConfig { password: Some(Secret::new("hunter2")), ..Default::default() };
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&cfg).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn diff_reports_only_changed_keys() {
+        let want = serde_json::json!({"max_age": 5, "subjects": ["a"], "description": ""});
+        let have = serde_json::json!({"max_age": 5, "subjects": ["b"], "extra": 1});
+        assert_eq!(diff(&want, &have), vec![r#"subjects: ["b"] -> ["a"]"#.to_owned()]);
+    }
+}

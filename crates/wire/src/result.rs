@@ -1,0 +1,120 @@
+//! The result message a worker publishes on `detections.<camera>` for every frame it takes.
+//!
+//! Its JSON Schema is `docs/result.schema.json`; a test validates real results against it.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::detection::Detection;
+
+/// Bumped on any incompatible change of [`ResultMessage`]; additive fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What happened to a frame. Every frame a worker takes gets exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Inference ran; `detections` holds what was found (possibly nothing).
+    Ok,
+    /// The frame was bad for good (see `error`); its bytes are in DEADLETTER.
+    Error,
+    /// The frame was older than the staleness bound when a worker took it; no inference ran.
+    Stale,
+}
+
+impl Status {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Why a frame failed, when `status` is `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorInfo {
+    /// Stable snake_case kind, e.g. `missing_header`, `too_many_pixels`, `corrupt_image`.
+    pub kind: String,
+    /// Human-readable detail; not for matching.
+    pub message: String,
+}
+
+/// Per-stage timings of one frame, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// From capture (`captured_at`) to the worker taking the frame: network plus queue wait.
+    pub queue_wait_ms: f64,
+    pub decode_ms: f64,
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub postprocess_ms: f64,
+    /// Extra delay added by `--slowdown` device emulation; 0 on real hardware.
+    #[serde(default)]
+    pub emulated_delay_ms: f64,
+    /// From the worker taking the frame to the result being ready to publish.
+    pub total_ms: f64,
+}
+
+/// The result of one frame, as published on `detections.<camera>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultMessage {
+    pub schema_version: u32,
+    /// The camera id; `_invalid` when the frame's subject token was not a valid id.
+    pub camera: String,
+    /// The camera's frame sequence; absent when the frame carried none that parsed.
+    pub seq: Option<u64>,
+    /// The frame's sequence in the FRAMES stream (always known; identifies frames without seq).
+    pub stream_seq: u64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub captured_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub processed_at: OffsetDateTime,
+    pub worker: String,
+    /// CPU architecture of the worker binary (`x86_64`, `aarch64`, ...).
+    pub arch: String,
+    /// Operator-given device label (`pi4`, `laptop`, ...), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_label: Option<String>,
+    /// Device emulation factor (`--slowdown`); 1 on real hardware. Never hidden.
+    pub slowdown: f64,
+    /// Model id and version, e.g. `ssd_mobilenet_v2_coco@sha256:1a2b3c4d5e6f`.
+    pub model: String,
+    /// Original frame size in pixels (0 when the frame could not be decoded).
+    pub width: u32,
+    pub height: u32,
+    /// How many times JetStream delivered this frame (1 unless a worker failed before acking).
+    pub delivery: u64,
+    pub timings: Timings,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// W3C trace context of the frame, when it carried a valid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Sorted by descending score; empty unless `status` is `ok`.
+    pub detections: Vec<Detection>,
+}
+
+impl ResultMessage {
+    /// The result's dedupe id: `<camera>-<seq>` like its frame, or `<camera>-stream-<n>` when the
+    /// frame had no usable sequence number.
+    #[must_use]
+    pub fn msg_id(&self) -> String {
+        match self.seq {
+            Some(seq) => format!("{}-{seq}", self.camera),
+            None => format!("{}-stream-{}", self.camera, self.stream_seq),
+        }
+    }
+
+    /// The subject it is published on.
+    #[must_use]
+    pub fn subject(&self) -> String {
+        format!("{}.{}", crate::frame::DETECTIONS_PREFIX, self.camera)
+    }
+}
