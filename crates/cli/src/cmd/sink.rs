@@ -1,0 +1,60 @@
+//! `edgepool sink`: results → dedupe → /metrics, /events, JSONL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use edgepool_sink::http::{probes, serve};
+use edgepool_sink::{Sink, SinkStats};
+
+use crate::config::Overrides;
+use crate::{Global, load_config, print_check, runtime, telemetry};
+
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    /// Append every unique result as one JSON line to this file.
+    #[arg(long)]
+    pub jsonl: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /readyz and /events here.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// Durable consumer name on DETECTIONS (sinks with the same name share the work).
+    #[arg(long)]
+    pub durable: Option<String>,
+    /// On first start, replay every stored result instead of new ones only.
+    #[arg(long)]
+    pub replay: bool,
+}
+
+pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
+    let mut flags = Overrides::default();
+    flags
+        .path("sink.jsonl", args.jsonl.as_deref())
+        .set("sink.listen", Some(args.listen.to_string()))
+        .set("sink.durable", args.durable.clone());
+    if args.replay {
+        flags.set("sink.replay", Some(true));
+    }
+    let cfg = load_config(global, &flags)?;
+    if global.check {
+        return Ok(print_check(&cfg));
+    }
+    telemetry::init(&cfg.log, "info");
+    runtime()?.block_on(async move {
+        let shutdown = super::shutdown_on_signals();
+        let registry = prometheus::Registry::new();
+        let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
+        let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
+        let http_stop = tokio_util::sync::CancellationToken::new();
+        let addr = cfg.sink.listen.unwrap_or(args.listen);
+        let bound = serve(addr, router, http_stop.clone()).await?;
+        eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
+        let client = cfg.nats.connect("edgepool-sink", true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let js = async_nats::jetstream::new(client);
+        let r = sink.run(js, cfg.sink.clone(), shutdown).await;
+        http_stop.cancel();
+        r?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

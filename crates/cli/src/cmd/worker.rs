@@ -1,0 +1,106 @@
+//! `edgepool worker`: pull frames from the shared work queue, detect, publish results.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+
+use edgepool_detector::{DetectorConfig, Model};
+use edgepool_sink::http::{Readiness, probes, serve};
+use edgepool_worker::{ARCH, Engine, Worker, WorkerMetrics};
+
+use crate::config::Overrides;
+use crate::{Global, load_config, print_check, runtime, telemetry};
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Worker id, unique in the fleet (default: host name plus a random suffix).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Device label shown in results and the fleet view (e.g. pi4, laptop).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Inference slots: frames held at once. The worker never holds more (no prefetch).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Threads per inference (tract's matrix-multiply pool).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device emulation for tests and demos: behave like a device this many times slower.
+    /// Reported in results and metrics; never use it to describe real hardware.
+    #[arg(long)]
+    pub slowdown: Option<f64>,
+    /// The ONNX model file (default: the model cache, see `cargo xtask model`).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `ssd_mobilenet_v2_coco@sha256:<first 12 hex digits>` of the model file.
+pub fn model_version(path: &Path) -> anyhow::Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}@sha256:{hex}", edgepool_detector::MODEL_ID))
+}
+
+/// Loads the model once with the detector settings; `threads` overrides `detector.threads`.
+pub fn load_engine(path: &Path, detector: &DetectorConfig) -> anyhow::Result<Engine> {
+    anyhow::ensure!(
+        path.is_file(),
+        "model not found at {}.\nRun `cargo xtask model` once to download and convert it (or set model.path).",
+        path.display()
+    );
+    let version = model_version(path)?;
+    let model = Model::load(path, detector).with_context(|| format!("loading {}", path.display()))?;
+    Ok(Engine::Model { model, version })
+}
+
+pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let mut flags = Overrides::default();
+    flags
+        .set("worker.id", args.id.clone())
+        .set("worker.label", args.label.clone())
+        .set("worker.slots", args.slots.map(|v| v as u64))
+        .set("worker.slowdown", args.slowdown)
+        .set("worker.listen", args.listen.map(|a| a.to_string()))
+        .set("detector.threads", args.threads.map(|v| v as u64))
+        .path("model.path", args.model.as_deref());
+    let cfg = load_config(global, &flags)?;
+    if global.check {
+        return Ok(print_check(&cfg));
+    }
+    telemetry::init(&cfg.log, "info");
+    let engine = load_engine(&cfg.model.resolved_path(), &cfg.detector)?;
+    runtime()?.block_on(async move {
+        let shutdown = super::shutdown_on_signals();
+        let registry = prometheus::Registry::new();
+        let id = cfg.worker.id.clone().unwrap_or_else(edgepool_worker::default_worker_id);
+        let mut wcfg = cfg.worker.clone();
+        wcfg.id = Some(id.clone());
+        let metrics = WorkerMetrics::register(&registry, &id, ARCH)?;
+        let ready = Readiness::default();
+        // Probes come up before NATS so Kubernetes sees a live process while it waits.
+        let probe_shutdown = tokio_util::sync::CancellationToken::new();
+        if let Some(addr) = wcfg.listen {
+            let bound = serve(addr, probes(registry.clone(), ready.clone()), probe_shutdown.clone()).await?;
+            tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
+        }
+        let client = cfg.nats.connect(&format!("edgepool-worker-{id}"), true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let js = async_nats::jetstream::new(client.clone());
+        let worker = Worker::new(js, engine, wcfg, metrics).await?;
+        ready.set(true);
+        let report = worker.run(shutdown).await;
+        ready.set(false);
+        let _ = client.flush().await;
+        probe_shutdown.cancel();
+        tracing::info!(?report, "worker finished");
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,94 @@
+//! Worker settings (`[worker]` in the config file, `EDGEPOOL_WORKER_*`, `edgepool worker` flags).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How one worker pulls and processes frames.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Unique id in the fleet. Default: the host name (the pod name on Kubernetes) plus a
+    /// random suffix.
+    pub id: Option<String>,
+    /// Free-form device label shown in results and the fleet view (`pi4`, `laptop`, ...).
+    pub label: Option<String>,
+    /// Inference slots: frames held and processed at once. A worker never holds more frames than
+    /// this (no prefetch), which is what lets a mixed fleet reach the sum of its capacities.
+    pub slots: usize,
+    /// Frames older than this when taken are answered with a `stale` result and not processed:
+    /// live video loses its value quickly, and skipping them keeps latency bounded in overload.
+    #[serde(with = "humantime_serde")]
+    pub stale_after: Duration,
+    /// A `captured_at` further in the future than this is an absurd header (poison).
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Delay asked for when handing a frame back after a transient failure.
+    #[serde(with = "humantime_serde")]
+    pub nak_delay: Duration,
+    /// Expiry of each pull request. Also bounds how long shutdown waits for a pending pull.
+    #[serde(with = "humantime_serde")]
+    pub pull_expires: Duration,
+    /// Interval of in-progress acks while a frame is being processed (keep well below the
+    /// consumer's `ack_wait`).
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+    /// Upper bound on the SIGTERM drain (keep below the pod's terminationGracePeriodSeconds).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Device emulation for tests, benchmarks and demos on one machine: after each real
+    /// inference, wait (slowdown - 1) x the measured inference time. 1 means real hardware.
+    /// Reported in results and metrics so it cannot be mistaken for a real device.
+    pub slowdown: f64,
+    /// Attempts to publish a result (with the same msg id) before handing the frame back.
+    pub publish_attempts: u32,
+    /// Address of the worker's /metrics, /healthz and /readyz endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            label: None,
+            slots: 1,
+            stale_after: Duration::from_secs(30),
+            max_clock_skew: Duration::from_secs(300),
+            nak_delay: Duration::from_secs(2),
+            pull_expires: Duration::from_secs(3),
+            progress_interval: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(25),
+            slowdown: 1.0,
+            publish_attempts: 5,
+            listen: None,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks values that serde cannot: each error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.slots == 0 || self.slots > 64 {
+            return Err(format!("worker.slots must be 1..=64, got {}", self.slots));
+        }
+        if !(self.slowdown.is_finite() && self.slowdown >= 1.0 && self.slowdown <= 1000.0) {
+            return Err(format!("worker.slowdown must be between 1 and 1000, got {}", self.slowdown));
+        }
+        if self.pull_expires < Duration::from_millis(100) {
+            return Err("worker.pull_expires must be at least 100ms".into());
+        }
+        if self.progress_interval.is_zero() {
+            return Err("worker.progress_interval must be positive".into());
+        }
+        if self.publish_attempts == 0 {
+            return Err("worker.publish_attempts must be at least 1".into());
+        }
+        if let Some(label) = &self.label {
+            if label.len() > 64 || label.chars().any(char::is_control) {
+                return Err("worker.label must be at most 64 printable characters".into());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! Prometheus metrics of one worker, registered from the catalog in `edgepool-wire`.
+
+use edgepool_wire::metrics as cat;
+use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+
+/// Handles created once; the per-frame path only increments.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    worker: String,
+    arch: &'static str,
+    pub ok: IntCounter,
+    pub error: IntCounter,
+    pub stale: IntCounter,
+    errors: IntCounterVec,
+    naks: IntCounterVec,
+    pub decode: Histogram,
+    pub preprocess: Histogram,
+    pub inference: Histogram,
+    pub postprocess: Histogram,
+    pub emulated_delay: Histogram,
+    pub publish: Histogram,
+    pub busy: Counter,
+    pub slots: IntGauge,
+    pub in_flight: IntGauge,
+    pub stalls: IntCounter,
+    pub slowdown: prometheus::Gauge,
+}
+
+impl WorkerMetrics {
+    pub fn register(registry: &Registry, worker: &str, arch: &'static str) -> prometheus::Result<Self> {
+        let l = [worker, arch];
+        let frames = cat::WORKER_FRAMES.counter_vec(registry)?;
+        let stage = cat::WORKER_STAGE.histogram_vec(registry)?;
+        let h = |s: &str| stage.with_label_values(&[worker, arch, s]);
+        Ok(Self {
+            worker: worker.to_owned(),
+            arch,
+            ok: frames.with_label_values(&[worker, arch, "ok"]),
+            error: frames.with_label_values(&[worker, arch, "error"]),
+            stale: frames.with_label_values(&[worker, arch, "stale"]),
+            errors: cat::WORKER_ERRORS.counter_vec(registry)?,
+            naks: cat::WORKER_RETRIES.counter_vec(registry)?,
+            decode: h("decode"),
+            preprocess: h("preprocess"),
+            inference: h("inference"),
+            postprocess: h("postprocess"),
+            emulated_delay: h("emulated_delay"),
+            publish: h("publish"),
+            busy: cat::WORKER_BUSY.float_counter_vec(registry)?.with_label_values(&l),
+            slots: cat::WORKER_SLOTS.gauge_vec(registry)?.with_label_values(&l),
+            in_flight: cat::WORKER_IN_FLIGHT.gauge_vec(registry)?.with_label_values(&l),
+            stalls: cat::WORKER_STALLS.counter_vec(registry)?.with_label_values(&l),
+            slowdown: cat::WORKER_SLOWDOWN.float_gauge_vec(registry)?.with_label_values(&l),
+        })
+    }
+
+    /// Error kinds come from a fixed set of `kind()` strings, so the label stays bounded.
+    pub fn error_kind(&self, kind: &str) {
+        self.errors.with_label_values(&[&self.worker, self.arch, kind]).inc();
+    }
+
+    /// Reasons come from a fixed set in this crate.
+    pub fn nak(&self, reason: &'static str) {
+        self.naks.with_label_values(&[&self.worker, self.arch, reason]).inc();
+    }
+}

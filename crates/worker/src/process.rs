@@ -1,0 +1,316 @@
+//! Processing one frame: parse, staleness, inference off the reactor, result, dead letter.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, Message};
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use edgepool_wire::frame::{DEADLETTER_PREFIX, INVALID_CAMERA_TOKEN, header, subject_token};
+use edgepool_wire::nats::header_str;
+use edgepool_wire::{ErrorInfo, FrameMeta, ResultMessage, SCHEMA_VERSION, Status, Timings, WorkerId};
+
+use crate::config::WorkerConfig;
+use crate::engine::{Engine, Inferred, Runner};
+use crate::metrics::WorkerMetrics;
+use crate::outcome::Outcome;
+use crate::run::Counts;
+
+/// Everything the slots share.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub js: jetstream::Context,
+    pub id: WorkerId,
+    pub engine: Engine,
+    pub cfg: WorkerConfig,
+    pub metrics: WorkerMetrics,
+    pub max_deliver: i64,
+    pub counts: Counts,
+    pub max_payload: usize,
+}
+
+/// What is known of a frame before (or without) parsing it fully.
+struct Envelope {
+    camera: String,
+    seq: Option<u64>,
+    stream_seq: u64,
+    delivered: u64,
+    captured_at: Option<OffsetDateTime>,
+    traceparent: Option<String>,
+    taken_at: OffsetDateTime,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Processes one frame and returns what to do with it. Never panics on input.
+pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner>) -> Outcome {
+    let taken_at = OffsetDateTime::now_utc();
+    let taken = std::time::Instant::now();
+    let (stream_seq, delivered) = match msg.info() {
+        Ok(i) => (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1)),
+        Err(_) => (0, 1),
+    };
+    let headers = msg.headers.as_ref();
+    let camera_token = subject_token(&msg.subject);
+    let mut env = Envelope {
+        camera: INVALID_CAMERA_TOKEN.to_owned(),
+        seq: None,
+        stream_seq,
+        delivered,
+        captured_at: None,
+        traceparent: None,
+        taken_at,
+    };
+
+    let meta = match FrameMeta::parse(&msg.subject, |k| header_str(headers, k), &msg.payload) {
+        Ok(m) => m,
+        Err(e) => {
+            // Keep whatever identity the frame does have, so subscribers can match the error.
+            if let Some(Ok(camera)) = camera_token.map(edgepool_wire::CameraId::new) {
+                env.camera = camera.to_string();
+                env.seq = header_str(headers, header::SEQ).and_then(|s| s.trim().parse().ok());
+            }
+            return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await;
+        }
+    };
+    env.camera = meta.camera.to_string();
+    env.seq = Some(meta.seq.0);
+    env.captured_at = Some(meta.captured_at);
+    env.traceparent = meta.traceparent.clone();
+    let span = tracing::debug_span!("frame", camera = %meta.camera, seq = meta.seq.0, traceparent = meta.traceparent.as_deref().unwrap_or(""));
+    let _enter = span.enter();
+
+    let age = taken_at - meta.captured_at;
+    let queue_wait = Duration::try_from(age).unwrap_or(Duration::ZERO);
+    if age > ctx.cfg.stale_after {
+        let timings = Timings { queue_wait_ms: ms(queue_wait), ..Timings::default() };
+        return match publish_result(ctx, &env, Status::Stale, None, None, timings).await {
+            Ok(()) => {
+                ctx.metrics.stale.inc();
+                Outcome::Stale
+            }
+            Err(e) => retry(ctx, "publish_failed", &e.to_string(), delivered),
+        };
+    }
+    if -age > ctx.cfg.max_clock_skew {
+        let why = format!("{} is {:.0}s in the future", header::CAPTURED_AT, (-age).as_seconds_f64());
+        return poison(ctx, msg, &env, "bad_header", &why, Timings::default()).await;
+    }
+
+    // Inference runs on a blocking thread with this slot's own buffers; progress acks keep the
+    // frame ours while it runs (a Raspberry Pi may need longer than ack_wait on a bad day).
+    let mut slot = runner.take().unwrap_or_else(|| ctx.engine.runner());
+    let payload: Bytes = msg.payload.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let out = slot.run(&payload);
+        (slot, out)
+    });
+    let joined = with_progress(msg, ctx.cfg.progress_interval, job).await;
+    let inferred: Inferred = match joined {
+        Err(join) => {
+            // A panic lost this slot's runner; the next frame gets a fresh one.
+            let why = if join.is_panic() { "inference panicked" } else { "inference task cancelled" };
+            tracing::error!(worker = %ctx.id, "{why}");
+            return retry_or_poison(ctx, msg, &env, "panic", why).await;
+        }
+        Ok((slot, out)) => {
+            *runner = Some(slot);
+            match out {
+                Ok(i) => i,
+                Err(e) if e.is_poison() => {
+                    return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await;
+                }
+                Err(e) => return retry_or_poison(ctx, msg, &env, "inference_failed", &e.to_string()).await,
+            }
+        }
+    };
+
+    let t = &inferred.timings;
+    let mut emulated = Duration::ZERO;
+    if ctx.cfg.slowdown > 1.0 {
+        // Device emulation: the slot stays busy as a device `slowdown` times slower would.
+        emulated = t.inference.mul_f64(ctx.cfg.slowdown - 1.0);
+        with_progress(msg, ctx.cfg.progress_interval, tokio::time::sleep(emulated)).await;
+    }
+    let m = &ctx.metrics;
+    m.decode.observe(t.decode.as_secs_f64());
+    m.preprocess.observe(t.preprocess.as_secs_f64());
+    m.inference.observe(t.inference.as_secs_f64());
+    m.postprocess.observe(t.postprocess.as_secs_f64());
+    m.emulated_delay.observe(emulated.as_secs_f64());
+    let timings = Timings {
+        queue_wait_ms: ms(queue_wait),
+        decode_ms: ms(t.decode),
+        preprocess_ms: ms(t.preprocess),
+        inference_ms: ms(t.inference),
+        postprocess_ms: ms(t.postprocess),
+        emulated_delay_ms: ms(emulated),
+        total_ms: ms(taken.elapsed()),
+    };
+    let size = Some((inferred.width, inferred.height));
+    match publish_result(ctx, &env, Status::Ok, None, Some((size, inferred.detections)), timings).await {
+        Ok(()) => {
+            m.ok.inc();
+            Outcome::Done
+        }
+        Err(e) => retry(ctx, "publish_failed", &e.to_string(), delivered),
+    }
+}
+
+/// Awaits `fut`, sending an in-progress ack for `msg` every `every`.
+async fn with_progress<F: Future>(msg: &Message, every: Duration, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::debug!(error = %e, "in-progress ack failed");
+                }
+            }
+        }
+    }
+}
+
+fn retry(ctx: &Ctx, reason: &'static str, why: &str, delivered: u64) -> Outcome {
+    tracing::warn!(worker = %ctx.id, reason, delivered, error = why, "handing frame back for redelivery");
+    ctx.metrics.nak(reason);
+    Outcome::Retry { reason, delay: ctx.cfg.nak_delay }
+}
+
+/// A transient failure is retried, until the last delivery: then the frame is dead-lettered so
+/// that it still has an outcome (the server would otherwise drop it silently after max_deliver).
+async fn retry_or_poison(ctx: &Ctx, msg: &Message, env: &Envelope, reason: &'static str, why: &str) -> Outcome {
+    if ctx.max_deliver > 0 && env.delivered >= u64::try_from(ctx.max_deliver).unwrap_or(u64::MAX) {
+        let why = format!("{why} (delivery {} of {}, giving up)", env.delivered, ctx.max_deliver);
+        return poison(ctx, msg, env, reason, &why, Timings::default()).await;
+    }
+    retry(ctx, reason, why, env.delivered)
+}
+
+/// Dead-letters the frame with its reason, publishes an error result, and terminates it.
+async fn poison(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str, timings: Timings) -> Outcome {
+    tracing::info!(worker = %ctx.id, camera = %env.camera, seq = ?env.seq, kind, error = why, "poison frame");
+    if let Err(e) = dead_letter(ctx, msg, env, kind, why).await {
+        return retry(ctx, "deadletter_failed", &e.to_string(), env.delivered);
+    }
+    let error = ErrorInfo { kind: kind.to_owned(), message: why.chars().take(1024).collect() };
+    if let Err(e) = publish_result(ctx, env, Status::Error, Some(error), None, timings).await {
+        return retry(ctx, "publish_failed", &e.to_string(), env.delivered);
+    }
+    ctx.metrics.error.inc();
+    ctx.metrics.error_kind(kind);
+    Outcome::Poison { kind: kind.to_owned() }
+}
+
+fn result_msg_id(env: &Envelope) -> String {
+    match env.seq {
+        Some(seq) => format!("{}-{seq}", env.camera),
+        None => format!("{}-stream-{}", env.camera, env.stream_seq),
+    }
+}
+
+/// The frame's original bytes and headers plus the reason, on `deadletter.<camera>`.
+async fn dead_letter(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str) -> Result<(), async_nats::Error> {
+    let mut h = HeaderMap::new();
+    if let Some(orig) = msg.headers.as_ref() {
+        for (name, values) in orig.iter() {
+            let name: &str = name.as_ref();
+            if name.eq_ignore_ascii_case(header::MSG_ID) || name.len() > 256 {
+                continue;
+            }
+            for v in values.iter().take(4) {
+                h.append(name, v.as_str());
+            }
+        }
+    }
+    h.insert(header::MSG_ID, result_msg_id(env).as_str());
+    h.insert(header::ERROR_KIND, kind);
+    h.insert(header::ERROR, sanitize_header(why).as_str());
+    h.insert(header::ORIGINAL_SUBJECT, sanitize_header(&msg.subject).as_str());
+    h.insert(header::STREAM_SEQ, env.stream_seq.to_string().as_str());
+    // The copy must fit under max_payload with our extra headers; keep the head of a frame
+    // that was already at the limit, and say so.
+    let room = ctx.max_payload.saturating_sub(16 * 1024);
+    let mut payload = msg.payload.clone();
+    if payload.len() > room {
+        h.insert("Edgepool-Truncated-From", payload.len().to_string().as_str());
+        payload.truncate(room);
+    }
+    let subject = format!("{DEADLETTER_PREFIX}.{}", env.camera);
+    publish_acked(ctx, subject, h, payload).await
+}
+
+fn sanitize_header(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect()
+}
+
+async fn publish_result(
+    ctx: &Ctx,
+    env: &Envelope,
+    status: Status,
+    error: Option<ErrorInfo>,
+    ok: Option<(Option<(u32, u32)>, Vec<edgepool_wire::Detection>)>,
+    mut timings: Timings,
+) -> Result<(), async_nats::Error> {
+    let (size, detections) = ok.unwrap_or((None, Vec::new()));
+    let (width, height) = size.unwrap_or((0, 0));
+    if timings.total_ms == 0.0 {
+        timings.total_ms = ms(Duration::try_from(OffsetDateTime::now_utc() - env.taken_at).unwrap_or_default());
+    }
+    let result = ResultMessage {
+        schema_version: SCHEMA_VERSION,
+        camera: env.camera.clone(),
+        seq: env.seq,
+        stream_seq: env.stream_seq,
+        captured_at: env.captured_at,
+        processed_at: OffsetDateTime::now_utc(),
+        worker: ctx.id.to_string(),
+        arch: crate::ARCH.to_owned(),
+        device_label: ctx.cfg.label.clone(),
+        slowdown: ctx.cfg.slowdown,
+        model: ctx.engine.version().to_owned(),
+        width,
+        height,
+        delivery: env.delivered,
+        timings,
+        status,
+        error,
+        traceparent: env.traceparent.clone(),
+        detections,
+    };
+    let body = serde_json::to_vec(&result)?;
+    let mut h = HeaderMap::new();
+    h.insert(header::MSG_ID, result_msg_id(env).as_str());
+    h.insert(header::CONTENT_TYPE, "application/json");
+    if let Some(tp) = &env.traceparent {
+        h.insert(header::TRACEPARENT, tp.as_str());
+    }
+    let started = std::time::Instant::now();
+    let r = publish_acked(ctx, result.subject(), h, body.into()).await;
+    ctx.metrics.publish.observe(started.elapsed().as_secs_f64());
+    r
+}
+
+/// Publishes and awaits the JetStream ack, retrying with the same msg id (duplicates are
+/// dropped by the stream, so a retry after a lost ack is harmless).
+async fn publish_acked(ctx: &Ctx, subject: String, headers: HeaderMap, payload: Bytes) -> Result<(), async_nats::Error> {
+    let mut last: Option<async_nats::Error> = None;
+    for attempt in 0..ctx.cfg.publish_attempts {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+        }
+        match ctx.js.publish_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
+            Ok(ack) => match ack.await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e.into()),
+            },
+            Err(e) => last = Some(e.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| "no publish attempt".into()))
+}
