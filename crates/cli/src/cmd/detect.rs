@@ -1,10 +1,350 @@
-//! `edgepool detect`: run the detector on image files. (Being written.)
+//! `edgepool detect`: run the detector on image files and print, or draw, what it finds.
 
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct DetectArgs {}
+use anyhow::Context as _;
+use edgepool_detector::{Detection, DetectorConfig, Model, Output, default_model_path};
+use serde::Serialize;
 
-pub fn run(_args: DetectArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+/// Run the detector on image files (no NATS needed).
+///
+/// Prints a table per image, or with --json one JSON object per line per image. A file that
+/// cannot be read or decoded is reported on stderr and skipped; the exit code is then non-zero
+/// once all files are done.
+#[derive(Debug, clap::Args)]
+pub struct DetectArgs {
+    /// JPEG or PNG files to run the detector on.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+
+    /// Print one JSON object per image per line:
+    /// {"image", "width", "height", "detections": [{"label", "class_id", "score", "bbox"}]},
+    /// detections by descending score, bbox normalized to 0..1 of the image.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Report only detections scoring at least this (0..1).
+    #[arg(long, value_name = "T", default_value_t = 0.5)]
+    pub threshold: f32,
+
+    /// Also write a PNG copy of each image with boxes, labels and scores drawn into DIR
+    /// (created if missing), named after the image.
+    #[arg(long, value_name = "DIR")]
+    pub annotate: Option<PathBuf>,
+
+    /// The ONNX model. Default: ssd_mobilenet_v2_coco.onnx in $EDGEPOOL_MODEL_DIR, else
+    /// $XDG_CACHE_HOME/edgepool/models, else ~/.cache/edgepool/models (`cargo xtask model`
+    /// puts it there).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+
+    /// Threads per inference (intra-op parallelism).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// One line of `--json` output.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    image: &'a str,
+    width: u32,
+    height: u32,
+    detections: &'a [Detection],
+}
+
+pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let cfg = DetectorConfig {
+        threads: args.threads,
+        score_threshold: args.threshold,
+        ..Default::default()
+    };
+    let model_path = args.model.clone().unwrap_or_else(default_model_path);
+    let model = Model::load(&model_path, &cfg)?;
+    let mut session = model.session();
+    if let Some(dir) = &args.annotate {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    let mut used_names = HashSet::new();
+    let mut failed = 0usize;
+    for path in &args.images {
+        let shown = path.display().to_string();
+        let result = std::fs::read(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok((session.detect(&bytes)?, bytes)));
+        let (out, bytes) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                eprintln!("error: {shown}: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        if args.json {
+            let line = JsonLine {
+                image: &shown,
+                width: out.width,
+                height: out.height,
+                detections: &out.detections,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
+        } else {
+            print_table(&mut stdout, &shown, &out)?;
+        }
+        if let Some(dir) = &args.annotate {
+            let target = dir.join(unique_png_name(path, &mut used_names));
+            if let Err(e) = annotate::write(&bytes, &out, &target) {
+                eprintln!("error: {shown}: annotating to {}: {e:#}", target.display());
+                failed += 1;
+            }
+        }
+    }
+    stdout.flush()?;
+    if failed > 0 {
+        eprintln!("{failed} of {} images failed", args.images.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(w: &mut impl std::io::Write, shown: &str, out: &Output) -> std::io::Result<()> {
+    let t = &out.timings;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    writeln!(
+        w,
+        "{shown}: {}x{}, {} detection{} (decode {:.1} ms, preprocess {:.1} ms, inference {:.1} ms, post {:.2} ms)",
+        out.width,
+        out.height,
+        out.detections.len(),
+        if out.detections.len() == 1 { "" } else { "s" },
+        ms(t.decode),
+        ms(t.preprocess),
+        ms(t.inference),
+        ms(t.postprocess),
+    )?;
+    if out.detections.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "  {:<16} {:>5}  {:>5} {:>5} {:>5} {:>5}  (box in pixels)",
+        "label", "score", "x0", "y0", "x1", "y1"
+    )?;
+    let (fw, fh) = (out.width as f32, out.height as f32);
+    for d in &out.detections {
+        let b = &d.bbox;
+        writeln!(
+            w,
+            "  {:<16} {:>5.3}  {:>5.0} {:>5.0} {:>5.0} {:>5.0}",
+            d.label,
+            d.score,
+            b.x_min * fw,
+            b.y_min * fh,
+            b.x_max * fw,
+            b.y_max * fh
+        )?;
+    }
+    Ok(())
+}
+
+/// `photo.jpg` -> `photo.png`; a second `photo.*` in the same run becomes `photo-2.png`.
+fn unique_png_name(path: &Path, used: &mut HashSet<String>) -> String {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "image".to_owned(), |s| s.to_string_lossy().into_owned());
+    let mut name = format!("{stem}.png");
+    let mut n = 1;
+    while !used.insert(name.clone()) {
+        n += 1;
+        name = format!("{stem}-{n}.png");
+    }
+    name
+}
+
+/// Drawing boxes and labels on a copy of the image, with a tiny embedded 5x7 bitmap font so the
+/// CLI needs no font-rendering dependency.
+mod annotate {
+    use std::path::Path;
+
+    use anyhow::Context as _;
+    use edgepool_detector::Output;
+    use image::{Rgb, RgbImage};
+
+    /// Distinct, saturated colours; a class keeps its colour across images.
+    const PALETTE: [[u8; 3]; 8] = [
+        [230, 25, 75],
+        [60, 180, 75],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [240, 50, 230],
+        [0, 128, 128],
+        [170, 110, 40],
+    ];
+
+    /// Glyph pixels are drawn as SCALE x SCALE squares.
+    const SCALE: u32 = 2;
+    const GLYPH_W: u32 = 5;
+    const GLYPH_H: u32 = 7;
+
+    pub(super) fn write(encoded: &[u8], out: &Output, target: &Path) -> anyhow::Result<()> {
+        // The detector already decoded (and limit-checked) these bytes, so decoding again here
+        // is safe; the CLI keeps the detector's buffers private instead of sharing them.
+        let mut img = image::load_from_memory(encoded)
+            .context("decoding for annotation")?
+            .to_rgb8();
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let thickness = (img.width().min(img.height()) / 200).max(2);
+        // Lowest score first, so the most confident box and label end up on top.
+        for d in out.detections.iter().rev() {
+            let color = Rgb(PALETTE[usize::from(d.class_id) % PALETTE.len()]);
+            let b = &d.bbox;
+            let (x0, y0) = ((b.x_min * w) as u32, (b.y_min * h) as u32);
+            let (x1, y1) = ((b.x_max * w) as u32, (b.y_max * h) as u32);
+            rect_outline(&mut img, (x0, y0, x1, y1), thickness, color);
+            let text = format!("{} {:.2}", d.label, d.score);
+            let text_w = text.chars().count() as u32 * (GLYPH_W + 1) * SCALE + SCALE * 2;
+            let text_h = (GLYPH_H + 2) * SCALE;
+            // Above the box when there is room, else just inside its top edge.
+            let ty = if y0 >= text_h { y0 - text_h } else { y0 };
+            fill(&mut img, (x0, ty, x0 + text_w, ty + text_h), color);
+            draw_text(
+                &mut img,
+                x0 + SCALE,
+                ty + SCALE,
+                &text,
+                Rgb([255, 255, 255]),
+            );
+        }
+        img.save_with_format(target, image::ImageFormat::Png)
+            .context("writing PNG")?;
+        Ok(())
+    }
+
+    /// Sets a pixel if it is inside the image; everything drawn is clipped this way.
+    fn put(img: &mut RgbImage, x: u32, y: u32, c: Rgb<u8>) {
+        if x < img.width() && y < img.height() {
+            img.put_pixel(x, y, c);
+        }
+    }
+
+    /// Fills `[x0, x1) x [y0, y1)`, clipped.
+    fn fill(img: &mut RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32), c: Rgb<u8>) {
+        for y in y0..y1.min(img.height()) {
+            for x in x0..x1.min(img.width()) {
+                img.put_pixel(x, y, c);
+            }
+        }
+    }
+
+    /// A `t`-pixel-wide outline drawn inside `[x0, x1] x [y0, y1]`.
+    fn rect_outline(
+        img: &mut RgbImage,
+        (x0, y0, x1, y1): (u32, u32, u32, u32),
+        t: u32,
+        c: Rgb<u8>,
+    ) {
+        let (x1, y1) = (
+            x1.min(img.width().saturating_sub(1)),
+            y1.min(img.height().saturating_sub(1)),
+        );
+        fill(img, (x0, y0, x1 + 1, y0 + t), c);
+        fill(img, (x0, (y1 + 1).saturating_sub(t), x1 + 1, y1 + 1), c);
+        fill(img, (x0, y0, x0 + t, y1 + 1), c);
+        fill(img, ((x1 + 1).saturating_sub(t), y0, x1 + 1, y1 + 1), c);
+    }
+
+    fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, c: Rgb<u8>) {
+        for (i, ch) in text.chars().enumerate() {
+            let gx = x + i as u32 * (GLYPH_W + 1) * SCALE;
+            for (row, bits) in glyph(ch).iter().enumerate() {
+                for col in 0..GLYPH_W {
+                    if bits & (1 << (GLYPH_W - 1 - col)) != 0 {
+                        for dy in 0..SCALE {
+                            for dx in 0..SCALE {
+                                put(img, gx + col * SCALE + dx, y + row as u32 * SCALE + dy, c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// 5x7 glyphs, one row per byte (bit 4 is the leftmost pixel). Letters are drawn as
+    /// capitals, which read better at this size; anything else draws as a blank.
+    fn glyph(c: char) -> [u8; 7] {
+        match c.to_ascii_lowercase() {
+            'a' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+            'b' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
+            'c' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
+            'd' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
+            'e' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
+            'f' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
+            'g' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
+            'h' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+            'i' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
+            'j' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
+            'k' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
+            'l' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
+            'm' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
+            'n' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
+            'o' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+            'p' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
+            'q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
+            'r' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
+            's' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
+            't' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+            'u' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+            'v' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
+            'w' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
+            'x' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
+            'y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
+            'z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
+            '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+            '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+            '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+            '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+            '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+            '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+            '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+            '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+            '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+            '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+            '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
+            _ => [0; 7],
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_label_character_has_a_glyph() {
+            for id in 0..=90u16 {
+                for c in edgepool_detector::coco_label(id)
+                    .unwrap_or_default()
+                    .chars()
+                {
+                    assert!(c == ' ' || glyph(c) != [0; 7], "no glyph for {c:?}");
+                }
+            }
+            for c in "0123456789.".chars() {
+                assert_ne!(glyph(c), [0; 7]);
+            }
+        }
+
+        #[test]
+        fn drawing_is_clipped_at_the_edges() {
+            let mut img = RgbImage::new(10, 10);
+            draw_text(&mut img, 8, 8, "person 0.99", Rgb([255, 255, 255]));
+            rect_outline(&mut img, (5, 5, 50, 50), 3, Rgb([255, 0, 0]));
+            assert_eq!(img.get_pixel(9, 9), &Rgb([255, 0, 0]));
+        }
+    }
 }
