@@ -54,3 +54,74 @@ impl SinkMetrics {
         }
     }
 }
+
+/// The JetStream view: stream and consumer state, polled by the sink so one scrape target
+/// answers "is the queue growing?" without a separate NATS exporter.
+#[derive(Debug, Clone)]
+pub struct JetStreamMetrics {
+    stream_messages: prometheus::IntGaugeVec,
+    stream_bytes: prometheus::IntGaugeVec,
+    pending: prometheus::IntGaugeVec,
+    ack_pending: prometheus::IntGaugeVec,
+    redelivered: prometheus::IntGaugeVec,
+    waiting: prometheus::IntGaugeVec,
+    up: prometheus::IntGauge,
+}
+
+impl JetStreamMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        Ok(Self {
+            stream_messages: cat::JS_STREAM_MESSAGES.gauge_vec(registry)?,
+            stream_bytes: cat::JS_STREAM_BYTES.gauge_vec(registry)?,
+            pending: cat::JS_CONSUMER_PENDING.gauge_vec(registry)?,
+            ack_pending: cat::JS_CONSUMER_ACK_PENDING.gauge_vec(registry)?,
+            redelivered: cat::JS_CONSUMER_REDELIVERED.gauge_vec(registry)?,
+            waiting: cat::JS_CONSUMER_WAITING.gauge_vec(registry)?,
+            up: cat::JS_UP.gauge(registry)?,
+        })
+    }
+
+    /// Polls every `every` until `shutdown`.
+    pub async fn poll(
+        &self,
+        js: async_nats::jetstream::Context,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        use edgepool_wire::nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        loop {
+            let mut ok = true;
+            for name in [FRAMES, DETECTIONS, DEADLETTER] {
+                match js.get_stream(name).await {
+                    Ok(s) => match s.get_info().await {
+                        Ok(info) => {
+                            self.stream_messages.with_label_values(&[name]).set(g(info.state.messages));
+                            self.stream_bytes.with_label_values(&[name]).set(g(info.state.bytes));
+                        }
+                        Err(_) => ok = false,
+                    },
+                    Err(_) => ok = false,
+                }
+            }
+            match js.get_stream(FRAMES).await {
+                Ok(s) => match s.consumer_info(DETECTORS).await {
+                    Ok(c) => {
+                        let l = [FRAMES, DETECTORS];
+                        self.pending.with_label_values(&l).set(g(c.num_pending));
+                        self.ack_pending.with_label_values(&l).set(i64::try_from(c.num_ack_pending).unwrap_or(i64::MAX));
+                        self.redelivered.with_label_values(&l).set(i64::try_from(c.num_redelivered).unwrap_or(i64::MAX));
+                        self.waiting.with_label_values(&l).set(i64::try_from(c.num_waiting).unwrap_or(i64::MAX));
+                    }
+                    Err(_) => ok = false,
+                },
+                Err(_) => ok = false,
+            }
+            self.up.set(i64::from(ok));
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}

@@ -22,7 +22,7 @@ use edgepool_wire::ResultMessage;
 use edgepool_wire::nats::DETECTIONS;
 
 use crate::http::Readiness;
-use crate::metrics::SinkMetrics;
+use crate::metrics::{JetStreamMetrics, SinkMetrics};
 use crate::stats::SinkStats;
 
 /// Sink settings (`[sink]`, `EDGEPOOL_SINK_*`, `edgepool sink` flags).
@@ -45,6 +45,10 @@ impl Default for SinkConfig {
     }
 }
 
+/// How often the sink polls stream and consumer info for the JetStream metrics: often enough for
+/// a 15 s scrape interval, rare enough to cost the server nothing.
+const JETSTREAM_POLL: Duration = Duration::from_secs(5);
+
 /// One event of the live feed.
 #[derive(Debug, Clone)]
 struct FeedItem {
@@ -57,6 +61,7 @@ struct FeedItem {
 pub struct Sink {
     stats: Arc<SinkStats>,
     metrics: SinkMetrics,
+    js_metrics: JetStreamMetrics,
     feed: broadcast::Sender<FeedItem>,
     ready: Readiness,
 }
@@ -65,8 +70,9 @@ impl Sink {
     /// Registers metrics in `registry`. `stats` collects the aggregates (see [`SinkStats`]).
     pub fn new(registry: &prometheus::Registry, stats: Arc<SinkStats>) -> anyhow::Result<Self> {
         let metrics = SinkMetrics::register(registry)?;
+        let js_metrics = JetStreamMetrics::register(registry)?;
         let (feed, _) = broadcast::channel(1024);
-        Ok(Self { stats, metrics, feed, ready: Readiness::default() })
+        Ok(Self { stats, metrics, js_metrics, feed, ready: Readiness::default() })
     }
 
     #[must_use]
@@ -116,6 +122,10 @@ impl Sink {
         };
         self.ready.set(true);
         tracing::info!(durable = %cfg.durable, "sink started");
+        let poller = {
+            let (m, js, stop) = (self.js_metrics.clone(), js.clone(), shutdown.clone());
+            tokio::spawn(async move { m.poll(js, JETSTREAM_POLL, stop).await })
+        };
 
         while !shutdown.is_cancelled() {
             let mut messages = match consumer
@@ -163,6 +173,7 @@ impl Sink {
         if let Some(w) = jsonl.as_mut() {
             w.flush().await.context("flushing the JSONL file")?;
         }
+        let _ = poller.await;
         // Plain acks are fire-and-forget: flush them before leaving.
         let _ = js.client().flush().await;
         self.ready.set(false);

@@ -101,12 +101,30 @@ def!(SINK_DETECTIONS, "edgepool_sink_detections_total", Counter, "objects", ["ca
 def!(SINK_LAST_RESULT, "edgepool_sink_last_result_timestamp_seconds", Gauge, "seconds", [],
     "Unix time of the last result received.");
 
+// The sink's view of JetStream, polled from stream and consumer info.
+def!(JS_STREAM_MESSAGES, "edgepool_sink_stream_messages", Gauge, "messages", ["stream"],
+    "Messages stored in a stream (FRAMES: the backlog not yet taken by a worker plus frames in progress).");
+def!(JS_STREAM_BYTES, "edgepool_sink_stream_bytes", Gauge, "bytes", ["stream"],
+    "Bytes stored in a stream.");
+def!(JS_CONSUMER_PENDING, "edgepool_sink_consumer_pending_messages", Gauge, "messages", ["stream", "consumer"],
+    "Messages not yet delivered to the consumer: the queue depth.");
+def!(JS_CONSUMER_ACK_PENDING, "edgepool_sink_consumer_ack_pending_messages", Gauge, "messages", ["stream", "consumer"],
+    "Messages delivered and not yet acknowledged: frames held by workers.");
+def!(JS_CONSUMER_REDELIVERED, "edgepool_sink_consumer_redelivered_messages", Gauge, "messages", ["stream", "consumer"],
+    "Messages delivered more than once and not yet acknowledged (a worker died or handed a frame back).");
+def!(JS_CONSUMER_WAITING, "edgepool_sink_consumer_waiting_pulls", Gauge, "requests", ["stream", "consumer"],
+    "Pull requests waiting for messages: idle worker slots.");
+def!(JS_UP, "edgepool_sink_jetstream_up", Gauge, "boolean", [],
+    "1 when the last stream/consumer info poll succeeded.");
+
 /// Every metric, in documentation order.
 pub const CATALOG: &[Def] = &[
     CAMERA_PUBLISHED, CAMERA_OUTCOMES, CAMERA_DROPPED, CAMERA_RETRIES,
     WORKER_FRAMES, WORKER_ERRORS, WORKER_RETRIES, WORKER_STAGE, WORKER_BUSY, WORKER_SLOTS, WORKER_IN_FLIGHT,
     WORKER_SLOWDOWN, WORKER_STALLS,
     SINK_RESULTS, SINK_DUPLICATES, SINK_INVALID, SINK_LATENCY, SINK_STAGE, SINK_DETECTIONS, SINK_LAST_RESULT,
+    JS_STREAM_MESSAGES, JS_STREAM_BYTES, JS_CONSUMER_PENDING, JS_CONSUMER_ACK_PENDING, JS_CONSUMER_REDELIVERED,
+    JS_CONSUMER_WAITING, JS_UP,
 ];
 
 #[cfg(feature = "metrics")]
