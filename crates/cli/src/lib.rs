@@ -75,10 +75,13 @@ impl Global {
             .path("nats.tls_ca", self.nats_tls_ca.as_deref())
             .path("nats.tls_cert", self.nats_tls_cert.as_deref())
             .path("nats.tls_key", self.nats_tls_key.as_deref())
-            .set("log.format", self.log_format.map(|f| match f {
-                config::LogFormat::Pretty => "pretty",
-                config::LogFormat::Json => "json",
-            }));
+            .set(
+                "log.format",
+                self.log_format.map(|f| match f {
+                    config::LogFormat::Pretty => "pretty",
+                    config::LogFormat::Json => "json",
+                }),
+            );
     }
 }
 

@@ -50,7 +50,10 @@ async fn nats_py_producer_and_subscriber_follow_the_documented_contract() {
         let photo = l["photo"].as_str().unwrap();
         let labels: Vec<&str> = l["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(labels, expected_labels(photo), "{photo}");
-        assert!(l["traceparent"].as_str().is_some_and(|t| t.starts_with("00-")), "trace context carried into the result");
+        assert!(
+            l["traceparent"].as_str().is_some_and(|t| t.starts_with("00-")),
+            "trace context carried into the result"
+        );
     }
     p.shutdown().await;
 }

@@ -23,11 +23,8 @@ async fn two_cameras_two_workers_give_exactly_one_right_result_per_frame() {
     // Give a wrong second result time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let results: Vec<ResultMessage> = read_stream(&p.js, DETECTIONS)
-        .await
-        .iter()
-        .map(|m| serde_json::from_slice(&m.payload).unwrap())
-        .collect();
+    let results: Vec<ResultMessage> =
+        read_stream(&p.js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
     assert_eq!(results.len(), 24, "exactly one result per frame in DETECTIONS");
     let mut workers = HashMap::new();
     for r in &results {
@@ -94,7 +91,8 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
     let jpeg = std::fs::read(edgepool_testkit::photo("grace_hopper.jpg")).unwrap();
 
     let mut missing_seq = HeaderMap::new();
-    missing_seq.insert(header::CAPTURED_AT, edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).as_str());
+    missing_seq
+        .insert(header::CAPTURED_AT, edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).as_str());
     missing_seq.insert(header::CONTENT_TYPE, "image/jpeg");
     let cases: Vec<(&str, HeaderMap, Vec<u8>, &str)> = vec![
         ("frames.cam-x", missing_seq, jpeg.clone(), "missing_header"),
@@ -131,7 +129,10 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
             .find(|r| r.status == Status::Error && r.error.as_ref().unwrap().kind.starts_with(want))
             .unwrap_or_else(|| panic!("case {i}: no error result of kind {want}"));
         assert!(r.detections.is_empty());
-        let letter = letters.iter().find(|m| m.headers.as_ref().unwrap().get(header::ERROR_KIND).unwrap().as_str().starts_with(want)).unwrap();
+        let letter = letters
+            .iter()
+            .find(|m| m.headers.as_ref().unwrap().get(header::ERROR_KIND).unwrap().as_str().starts_with(want))
+            .unwrap();
         assert_eq!(&letter.payload[..], &payload[..], "the dead letter keeps the original bytes");
     }
     let bad_camera = results.iter().find(|r| r.error.as_ref().is_some_and(|e| e.kind == "bad_camera_id")).unwrap();

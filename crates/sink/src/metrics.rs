@@ -109,8 +109,12 @@ impl JetStreamMetrics {
                     Ok(c) => {
                         let l = [FRAMES, DETECTORS];
                         self.pending.with_label_values(&l).set(g(c.num_pending));
-                        self.ack_pending.with_label_values(&l).set(i64::try_from(c.num_ack_pending).unwrap_or(i64::MAX));
-                        self.redelivered.with_label_values(&l).set(i64::try_from(c.num_redelivered).unwrap_or(i64::MAX));
+                        self.ack_pending
+                            .with_label_values(&l)
+                            .set(i64::try_from(c.num_ack_pending).unwrap_or(i64::MAX));
+                        self.redelivered
+                            .with_label_values(&l)
+                            .set(i64::try_from(c.num_redelivered).unwrap_or(i64::MAX));
                         self.waiting.with_label_values(&l).set(i64::try_from(c.num_waiting).unwrap_or(i64::MAX));
                     }
                     Err(_) => ok = false,

@@ -92,7 +92,12 @@ impl Sink {
     }
 
     /// Binds the durable consumer, then processes results until `shutdown`.
-    pub async fn run(&self, js: jetstream::Context, cfg: SinkConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(
+        &self,
+        js: jetstream::Context,
+        cfg: SinkConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let stream = js.get_stream(DETECTIONS).await.context("DETECTIONS stream not found; run `edgepool setup`")?;
         let consumer: consumer::PullConsumer = stream
             .get_or_create_consumer(
@@ -102,7 +107,11 @@ impl Sink {
                     description: Some("edgepool sink".into()),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(30),
-                    deliver_policy: if cfg.replay { consumer::DeliverPolicy::All } else { consumer::DeliverPolicy::New },
+                    deliver_policy: if cfg.replay {
+                        consumer::DeliverPolicy::All
+                    } else {
+                        consumer::DeliverPolicy::New
+                    },
                     max_ack_pending: 10_000,
                     ..Default::default()
                 },

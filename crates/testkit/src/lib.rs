@@ -32,10 +32,8 @@ pub fn model_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("EDGEPOOL_MODEL_DIR") {
         return PathBuf::from(d);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"),
-        PathBuf::from,
-    );
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"), PathBuf::from);
     base.join("edgepool/models")
 }
 

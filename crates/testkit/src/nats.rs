@@ -62,15 +62,7 @@ impl NatsServer {
         let store = dir.path().join("jetstream");
         let conf = dir.path().join("nats-server.conf");
         fs::write(&conf, conf_text).unwrap();
-        let mut s = Self {
-            child: None,
-            url: String::new(),
-            monitor_url: String::new(),
-            port: 0,
-            store,
-            conf,
-            dir,
-        };
+        let mut s = Self { child: None, url: String::new(), monitor_url: String::new(), port: 0, store, conf, dir };
         s.spawn(None);
         s
     }

@@ -162,7 +162,9 @@ pub fn header_str<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a 
 pub enum Change {
     Created,
     /// Existing, with these settings changed (`key: old -> new`).
-    Updated { fields: Vec<String> },
+    Updated {
+        fields: Vec<String>,
+    },
     Unchanged,
 }
 

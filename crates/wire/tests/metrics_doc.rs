@@ -8,12 +8,8 @@ const REGENERATE: &str = "cargo run -p edgepool -- metrics-doc > docs/metrics.md
 #[test]
 fn metrics_doc_matches_the_catalog() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
-    let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e}; create it with `{REGENERATE}`",
-            path.display()
-        )
-    });
+    let on_disk = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; create it with `{REGENERATE}`", path.display()));
     let generated = edgepool_wire::metrics::markdown();
     if on_disk == generated {
         return;

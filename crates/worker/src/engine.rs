@@ -81,7 +81,12 @@ impl Runner {
                     width: 0,
                     height: 0,
                     detections: Vec::new(),
-                    timings: StageTimings { decode: t, preprocess: Duration::ZERO, inference: Duration::ZERO, postprocess: Duration::ZERO },
+                    timings: StageTimings {
+                        decode: t,
+                        preprocess: Duration::ZERO,
+                        inference: Duration::ZERO,
+                        postprocess: Duration::ZERO,
+                    },
                 })
             }
         }

@@ -298,7 +298,12 @@ async fn publish_result(
 
 /// Publishes and awaits the JetStream ack, retrying with the same msg id (duplicates are
 /// dropped by the stream, so a retry after a lost ack is harmless).
-async fn publish_acked(ctx: &Ctx, subject: String, headers: HeaderMap, payload: Bytes) -> Result<(), async_nats::Error> {
+async fn publish_acked(
+    ctx: &Ctx,
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+) -> Result<(), async_nats::Error> {
     let mut last: Option<async_nats::Error> = None;
     for attempt in 0..ctx.cfg.publish_attempts {
         if attempt > 0 {

@@ -29,12 +29,8 @@ pub fn default_worker_id() -> String {
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .unwrap_or_else(|| "worker".into());
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
-        .take(48)
-        .collect();
+    let host: String =
+        host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).take(48).collect();
     let host = host.trim_start_matches(['-', '_']);
     let suffix = nuid_suffix();
     if host.is_empty() { format!("worker-{suffix}") } else { format!("{host}-{suffix}") }
@@ -92,16 +88,7 @@ impl Worker {
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
         let max_payload = usize::try_from(js.client().server_info().max_payload).unwrap_or(usize::MAX);
-        let ctx = Arc::new(Ctx {
-            js,
-            id,
-            engine,
-            cfg,
-            metrics,
-            max_deliver,
-            counts: Counts::default(),
-            max_payload,
-        });
+        let ctx = Arc::new(Ctx { js, id, engine, cfg, metrics, max_deliver, counts: Counts::default(), max_payload });
         Ok(Self { ctx, consumer })
     }
 

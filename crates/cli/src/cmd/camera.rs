@@ -61,7 +61,12 @@ pub struct Replay {
 }
 
 /// Publishes `replay` through `publisher` until done or cancelled, then waits for every ack.
-pub async fn replay(publisher: &mut Publisher, replay: &Replay, shutdown: &CancellationToken, progress: Option<&ProgressBar>) -> Stats {
+pub async fn replay(
+    publisher: &mut Publisher,
+    replay: &Replay,
+    shutdown: &CancellationToken,
+    progress: Option<&ProgressBar>,
+) -> Stats {
     let period = replay.fps.filter(|f| *f > 0.0).map(|f| Duration::from_secs_f64(1.0 / f));
     let start = tokio::time::Instant::now();
     let mut n: u64 = 0;
@@ -82,7 +87,10 @@ pub async fn replay(publisher: &mut Publisher, replay: &Replay, shutdown: &Cance
         if let Some(pb) = progress {
             pb.inc(1);
             let s = publisher.stats();
-            pb.set_message(format!("acked {} · dup {} · failed {} · dropped {}", s.acked, s.duplicates, s.failed, s.dropped));
+            pb.set_message(format!(
+                "acked {} · dup {} · failed {} · dropped {}",
+                s.acked, s.duplicates, s.failed, s.dropped
+            ));
         }
     }
     publisher.flush().await

@@ -101,8 +101,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(global, &Overrides::default())?;
     anyhow::ensure!(!args.workers.is_empty(), "--workers needs at least one slowdown factor");
     anyhow::ensure!(args.cameras >= 1, "--cameras must be at least 1");
-    let images = super::load_images(std::slice::from_ref(&args.photos))
-        .with_context(|| format!("loading photos from {} (run from the repository root or pass --photos)", args.photos.display()))?;
+    let images = super::load_images(std::slice::from_ref(&args.photos)).with_context(|| {
+        format!("loading photos from {} (run from the repository root or pass --photos)", args.photos.display())
+    })?;
     if global.check {
         return Ok(print_check(&cfg));
     }
@@ -135,9 +136,12 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let client = nats.connect("edgepool-demo", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            nats.connect("edgepool-demo", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
-        for line in edgepool_wire::nats::apply(&js, Default::default()).await.map_err(|e| anyhow::anyhow!("setup: {e}"))? {
+        for line in
+            edgepool_wire::nats::apply(&js, Default::default()).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?
+        {
             tracing::info!(%line, "setup");
         }
 
@@ -171,17 +175,23 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let id = format!("w{}-{ARCH}-x{slowdown}", i + 1).replace('.', "_");
             let registry = prometheus::Registry::new();
             let metrics = WorkerMetrics::register(&registry, &id, ARCH)?;
-            let wcfg = WorkerConfig { id: Some(id.clone()), slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
+            let wcfg =
+                WorkerConfig { id: Some(id.clone()), slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
             let ready = Readiness::default();
             ready.set(true);
             let addr = serve("127.0.0.1:0".parse()?, probes(registry, ready), http_stop.clone()).await?;
-            say(format!("worker {id:<14} http://{addr}/metrics  (slowdown {slowdown}x{})", if *slowdown > 1.0 { ", emulated" } else { "" }));
+            say(format!(
+                "worker {id:<14} http://{addr}/metrics  (slowdown {slowdown}x{})",
+                if *slowdown > 1.0 { ", emulated" } else { "" }
+            ));
             let worker = Worker::new(js.clone(), engine.clone(), wcfg, metrics).await?;
             workers.push(tokio::spawn(worker.run(stop.clone())));
         }
 
         // Cameras.
-        let per_camera = args.frames.or(if args.duration.is_some() || args.keep { None } else { Some(120) })
+        let per_camera = args
+            .frames
+            .or(if args.duration.is_some() || args.keep { None } else { Some(120) })
             .map(|total| total.div_ceil(args.cameras as u64));
         let acked: Arc<Mutex<HashSet<(String, u64)>>> = Arc::default();
         let cam_stop = CancellationToken::new();
@@ -234,7 +244,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         // Progress while cameras publish, then wait for the outstanding results.
         let started = Instant::now();
         let pb = if args.json { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-        pb.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         let mut cam_stats = Vec::new();
         let mut cams = cameras.into_iter().map(Some).collect::<Vec<_>>();
         let mut settle_deadline: Option<Instant> = None;
@@ -254,7 +267,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let cams_done = cams.iter().all(Option::is_none);
             if cams_done {
                 let deadline = *settle_deadline.get_or_insert_with(|| Instant::now() + args.settle);
-                if s.results >= n_acked || Instant::now() > deadline || shutdown.is_cancelled() && Instant::now() > deadline.min(Instant::now() + Duration::from_secs(5)) {
+                if s.results >= n_acked
+                    || Instant::now() > deadline
+                    || shutdown.is_cancelled() && Instant::now() > deadline.min(Instant::now() + Duration::from_secs(5))
+                {
                     break;
                 }
             }
@@ -297,16 +313,19 @@ fn summarize(stats: &SinkStats, acked: &Mutex<HashSet<(String, u64)>>, cams: &[S
         .per_worker
         .iter()
         .map(|(id, w)| {
-            (id.clone(), WorkerLine {
-                arch: w.arch.clone(),
-                slowdown: w.slowdown,
-                results: w.results,
-                ok: w.ok,
-                errors: w.errors,
-                stale: w.stale,
-                fps: w.results as f64 / seconds.max(1e-9),
-                share: w.results as f64 / total,
-            })
+            (
+                id.clone(),
+                WorkerLine {
+                    arch: w.arch.clone(),
+                    slowdown: w.slowdown,
+                    results: w.results,
+                    ok: w.ok,
+                    errors: w.errors,
+                    stale: w.stale,
+                    fps: w.results as f64 / seconds.max(1e-9),
+                    share: w.results as f64 / total,
+                },
+            )
         })
         .collect();
     DemoSummary {
@@ -343,16 +362,35 @@ fn print_summary(s: &DemoSummary) {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"));
     println!();
     println!("edgepool demo summary ({:.1} s)", s.seconds);
-    println!("  frames published {:>6}   acked {:>6}   results {:>6}   lost {}   duplicates {}", s.published, s.acked, s.results, s.lost, s.duplicates);
-    println!("  ok {}   error {}   stale (dropped as too old) {}   camera failed {}   camera dropped {}", s.ok, s.errors, s.stale, s.camera_failed, s.camera_dropped);
-    println!("  throughput {:.2} results/s   latency p50 {}   p99 {}", s.fps, ms(s.latency_p50_ms), ms(s.latency_p99_ms));
+    println!(
+        "  frames published {:>6}   acked {:>6}   results {:>6}   lost {}   duplicates {}",
+        s.published, s.acked, s.results, s.lost, s.duplicates
+    );
+    println!(
+        "  ok {}   error {}   stale (dropped as too old) {}   camera failed {}   camera dropped {}",
+        s.ok, s.errors, s.stale, s.camera_failed, s.camera_dropped
+    );
+    println!(
+        "  throughput {:.2} results/s   latency p50 {}   p99 {}",
+        s.fps,
+        ms(s.latency_p50_ms),
+        ms(s.latency_p99_ms)
+    );
     if let Some(rss) = s.peak_rss_mib {
         println!("  peak RSS of this process (all components) {rss:.0} MiB");
     }
     println!();
     println!("  {:<18} {:<8} {:>8} {:>8} {:>8} {:>7}", "worker", "arch", "slowdown", "results", "fps", "share");
     for (id, w) in &s.per_worker {
-        println!("  {:<18} {:<8} {:>7}x {:>8} {:>8.2} {:>6.1}%", id, w.arch, w.slowdown, w.results, w.fps, w.share * 100.0);
+        println!(
+            "  {:<18} {:<8} {:>7}x {:>8} {:>8.2} {:>6.1}%",
+            id,
+            w.arch,
+            w.slowdown,
+            w.results,
+            w.fps,
+            w.share * 100.0
+        );
     }
     println!();
     println!("  {:<18} {:>8}", "label", "count");
@@ -362,5 +400,8 @@ fn print_summary(s: &DemoSummary) {
         println!("  {l:<18} {n:>8}");
     }
     println!();
-    println!("{}", if s.lost == 0 { "lost 0: every acknowledged frame has its result" } else { "FRAMES LOST: see above" });
+    println!(
+        "{}",
+        if s.lost == 0 { "lost 0: every acknowledged frame has its result" } else { "FRAMES LOST: see above" }
+    );
 }

@@ -22,7 +22,8 @@ pub fn run(global: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
     }
     telemetry::init(&cfg.log, "warn");
     runtime()?.block_on(async {
-        let client = cfg.nats.connect("edgepool-setup", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            cfg.nats.connect("edgepool-setup", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client);
         let report = edgepool_wire::nats::apply(&js, edgepool_wire::nats::SetupOptions { replicas: args.replicas })
             .await

@@ -50,7 +50,8 @@ pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
         let addr = cfg.sink.listen.unwrap_or(args.listen);
         let bound = serve(addr, router, http_stop.clone()).await?;
         eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
-        let client = cfg.nats.connect("edgepool-sink", true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            cfg.nats.connect("edgepool-sink", true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client);
         let r = sink.run(js, cfg.sink.clone(), shutdown).await;
         http_stop.cancel();

@@ -31,7 +31,8 @@ pub fn run(global: &Global, args: WatchArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(&cfg.log, "warn");
     runtime()?.block_on(async move {
         let shutdown = super::shutdown_on_signals();
-        let client = cfg.nats.connect("edgepool-watch", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            cfg.nats.connect("edgepool-watch", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let mut sub = client.subscribe(subject.clone()).await?;
         eprintln!("watching {subject} (Ctrl-C to stop)");
         loop {

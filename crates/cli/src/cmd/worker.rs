@@ -92,7 +92,11 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             let bound = serve(addr, probes(registry.clone(), ready.clone()), probe_shutdown.clone()).await?;
             tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
         }
-        let client = cfg.nats.connect(&format!("edgepool-worker-{id}"), true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client = cfg
+            .nats
+            .connect(&format!("edgepool-worker-{id}"), true)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
         let worker = Worker::new(js, engine, wcfg, metrics).await?;
         ready.set(true);

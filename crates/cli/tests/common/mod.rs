@@ -100,12 +100,13 @@ impl Pipeline {
         let photos = photos();
         let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let set = Arc::clone(&acked);
-        let mut p = Publisher::new(self.js.clone(), CameraId::new(camera).unwrap(), first_seq, PublisherConfig::default())
-            .on_outcome(move |o| {
-                if o.result != AckResult::Failed {
-                    set.lock().unwrap().insert(o.seq.0);
-                }
-            });
+        let mut p =
+            Publisher::new(self.js.clone(), CameraId::new(camera).unwrap(), first_seq, PublisherConfig::default())
+                .on_outcome(move |o| {
+                    if o.result != AckResult::Failed {
+                        set.lock().unwrap().insert(o.seq.0);
+                    }
+                });
         let mut sent = BTreeMap::new();
         for i in 0..n {
             let (name, ct, bytes) = &photos[i % photos.len()];
@@ -153,10 +154,7 @@ pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<async_nat
     if count == 0 {
         return Vec::new();
     }
-    let consumer = s
-        .create_consumer(jetstream::consumer::pull::OrderedConfig { ..Default::default() })
-        .await
-        .unwrap();
+    let consumer = s.create_consumer(jetstream::consumer::pull::OrderedConfig { ..Default::default() }).await.unwrap();
     let mut msgs = consumer.messages().await.unwrap();
     let mut out = Vec::new();
     while out.len() < count as usize {
