@@ -3,6 +3,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cmd;
+pub mod cluster;
 pub mod config;
 pub mod embedded;
 pub mod telemetry;

@@ -45,6 +45,10 @@ pub struct WorkerConfig {
     pub publish_attempts: u32,
     /// Address of the worker's /metrics, /healthz and /readyz endpoint.
     pub listen: Option<SocketAddr>,
+    /// The durable pull consumer on FRAMES to take frames from. Every worker shares
+    /// `detectors`; benchmarks bind workers to their own consumers to build a round-robin
+    /// baseline.
+    pub consumer: String,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +66,7 @@ impl Default for WorkerConfig {
             slowdown: 1.0,
             publish_attempts: 5,
             listen: None,
+            consumer: edgepool_wire::nats::DETECTORS.to_owned(),
         }
     }
 }

@@ -14,14 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_camera::metrics::CameraMetrics;
 use edgepool_camera::{Publisher, Stats};
+use edgepool_sink::SinkStats;
 use edgepool_sink::http::{Readiness, probes, serve};
-use edgepool_sink::{Sink, SinkConfig, SinkStats};
 use edgepool_wire::CameraId;
-use edgepool_worker::{ARCH, Worker, WorkerConfig, WorkerMetrics};
+use edgepool_worker::{ARCH, WorkerConfig};
 
 use super::camera::{Replay, default_start_seq, replay};
+use crate::cluster::LocalCluster;
 use crate::config::Overrides;
-use crate::embedded::{EmbeddedServer, find_server};
 use crate::{Global, load_config, print_check, runtime, telemetry};
 
 #[derive(Debug, clap::Args)]
@@ -125,58 +125,29 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         };
 
-        // The broker: the given one, or our own.
-        let mut nats = cfg.nats.clone();
-        let embedded = if nats.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-            let bin = find_server(nats.server.as_deref())?;
-            let server = EmbeddedServer::start(&bin).await?;
-            say(format!("nats-server  {}  (embedded; monitoring {}/varz)", server.url(), server.monitor_url()));
-            nats.url = Some(server.url().to_owned());
-            Some(server)
-        } else {
-            None
-        };
-        let client =
-            nats.connect("edgepool-demo", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
-        let js = async_nats::jetstream::new(client.clone());
-        for line in
-            edgepool_wire::nats::apply(&js, Default::default()).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?
-        {
-            tracing::info!(%line, "setup");
-        }
-
-        let stop = CancellationToken::new();
+        // Broker (embedded unless --nats-url), setup, sink.
         let http_stop = CancellationToken::new();
-
-        // Sink.
         let sink_registry = prometheus::Registry::new();
-        let stats = Arc::new(SinkStats::keeping_ids());
-        let sink = Sink::new(&sink_registry, Arc::clone(&stats))?;
+        let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
+        if let Some(server) = &cluster.server {
+            say(format!("nats-server  {}  (embedded; monitoring {}/varz)", server.url(), server.monitor_url()));
+        }
+        let js = cluster.js.clone();
+        let stats = Arc::clone(&cluster.stats);
         let sink_addr = serve(
             "127.0.0.1:0".parse()?,
-            probes(sink_registry.clone(), sink.readiness()).merge(sink.router()),
+            probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
             http_stop.clone(),
         )
         .await?;
         say(format!("sink         http://{sink_addr}/metrics  live feed http://{sink_addr}/events"));
-        let sink_task = {
-            let (sink, js, stop) = (sink.clone(), js.clone(), stop.clone());
-            let cfg = SinkConfig { durable: "demo-sink".into(), replay: true, ..SinkConfig::default() };
-            tokio::spawn(async move { sink.run(js, cfg, stop).await })
-        };
-        while !sink.readiness().get() {
-            anyhow::ensure!(!sink_task.is_finished(), "the sink stopped during start-up");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
 
         // Workers.
-        let mut workers = Vec::new();
         for (i, slowdown) in args.workers.iter().enumerate() {
             let id = format!("w{}-{ARCH}-x{slowdown}", i + 1).replace('.', "_");
             let registry = prometheus::Registry::new();
-            let metrics = WorkerMetrics::register(&registry, &id, ARCH)?;
-            let wcfg =
-                WorkerConfig { id: Some(id.clone()), slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
+            let wcfg = WorkerConfig { slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
+            cluster.add_worker(&id, wcfg, engine.clone(), &registry).await?;
             let ready = Readiness::default();
             ready.set(true);
             let addr = serve("127.0.0.1:0".parse()?, probes(registry, ready), http_stop.clone()).await?;
@@ -184,8 +155,6 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 "worker {id:<14} http://{addr}/metrics  (slowdown {slowdown}x{})",
                 if *slowdown > 1.0 { ", emulated" } else { "" }
             ));
-            let worker = Worker::new(js.clone(), engine.clone(), wcfg, metrics).await?;
-            workers.push(tokio::spawn(worker.run(stop.clone())));
         }
 
         // Cameras.
@@ -279,19 +248,8 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         pb.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
 
-        stop.cancel();
-        for w in workers {
-            let _ = w.await;
-        }
-        if let Ok(Err(e)) = sink_task.await {
-            tracing::warn!(error = %e, "sink stopped with an error");
-        }
+        cluster.shutdown().await;
         http_stop.cancel();
-        let _ = client.flush().await;
-        drop(client);
-        if let Some(server) = embedded {
-            server.stop().await;
-        }
 
         let summary = summarize(&stats, &acked, &cam_stats, seconds);
         if args.json {
