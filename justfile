@@ -34,3 +34,71 @@ bench-detect *ARGS:
 bench-pipeline *ARGS:
     cargo xtask tools
     cargo run --release -p edgepool -- bench pipeline {{ARGS}}
+
+# --- Kubernetes (docs/deploy-microk8s.md) ---------------------------------------------------
+
+image_name := "edgepool"
+image_tag := "0.1.0"
+
+# Build the image for linux/amd64 + linux/arm64 with buildx (out/*.tar, or PUSH=1 IMAGE=reg/name:tag).
+image:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p out
+    if [ "${PUSH:-0}" = 1 ]; then
+        docker buildx build --platform linux/amd64,linux/arm64 -t "${IMAGE:-{{image_name}}:{{image_tag}}}" --push .
+    else
+        for arch in amd64 arm64; do
+            docker buildx build --platform "linux/$arch" -t "{{image_name}}:{{image_tag}}" \
+                -o "type=docker,dest=out/edgepool-{{image_tag}}-$arch.tar" .
+            echo "out/edgepool-{{image_tag}}-$arch.tar"
+        done
+    fi
+
+# Apply an overlay (microk8s, microk8s-keda, single-node) or the base ("base").
+deploy overlay="microk8s":
+    kubectl apply -k k8s/{{ if overlay == "base" { "base" } else { "overlays/" + overlay } }}
+
+# Scale one architecture's workers: `just scale arm64 3`.
+scale arch n:
+    kubectl -n edgepool scale deployment/worker-{{arch}} --replicas={{n}}
+
+# Fleet view from your machine, through a port-forward to the NATS Service.
+status:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kubectl -n edgepool port-forward svc/nats 14222:4222 >/dev/null &
+    pf=$!
+    trap 'kill $pf' EXIT
+    sleep 2
+    cargo run -q -p edgepool -- status --nats-url nats://127.0.0.1:14222
+
+# Follow the logs of one component: worker, sink, nats, setup.
+logs component:
+    kubectl -n edgepool logs -f --all-containers --prefix --max-log-requests 12 -l app.kubernetes.io/component={{component}}
+
+# Remove edgepool (the namespace, with its PVCs) and the microk8s overlay's extra objects.
+undeploy overlay="microk8s":
+    kubectl delete --ignore-not-found -k k8s/{{ if overlay == "base" { "base" } else { "overlays/" + overlay } }}
+
+# Push a model file into the MODELS bucket through the model-push Job (copies FILE in with kubectl cp).
+model-push file name="ssd_mobilenet_v2_coco":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kubectl -n edgepool delete job/model-push --ignore-not-found
+    kubectl kustomize k8s/jobs/model-push | sed 's/--name=ssd_mobilenet_v2_coco/--name={{name}}/' | kubectl apply -f -
+    pod=$(kubectl -n edgepool get pod -l job-name=model-push -o name | head -1)
+    kubectl -n edgepool wait "$pod" --for=jsonpath='{.status.initContainerStatuses[0].state.running}' --timeout=120s
+    kubectl -n edgepool cp "{{file}}" "${pod#pod/}:/upload/model.onnx" -c upload
+    kubectl -n edgepool exec "$pod" -c upload -- touch /upload/ready
+    kubectl -n edgepool wait job/model-push --for=condition=complete --timeout=300s
+    kubectl -n edgepool logs job/model-push
+
+# Refresh the copies kustomize needs inside k8s/ (it refuses files outside its root).
+k8s-sync:
+    cp nats/nats-server.conf k8s/base/generated/nats-server.conf
+    cp grafana/dashboards/edgepool.json k8s/base/generated/edgepool-dashboard.json
+
+# Render and check every overlay without a cluster (schemas, --check, selectors, policies).
+k8s-check:
+    bash .ci/k8s-checks.sh

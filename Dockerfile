@@ -1,0 +1,41 @@
+# One edgepool image for linux/amd64 and linux/arm64 (buildx; see `just image`).
+#
+# The builder runs on the build machine's own platform and cross-compiles to the target, so an
+# arm64 image builds at native speed on an x86 laptop (no QEMU for rustc). The runtime is
+# distroless cc (glibc, CA certificates, no shell, no package manager) as the nonroot user.
+# No model inside: workers fetch it by name from NATS (docs/deploy-microk8s.md).
+
+ARG RUST_VERSION=1.91
+
+FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS builder
+ARG TARGETARCH
+WORKDIR /src
+# The cross linker for the other architecture (both are installed; one is unused). Not pinned:
+# Debian's security updates replace exact versions, and the toolchain is only used to link.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-x86-64-linux-gnu libc6-dev-amd64-cross \
+    && rm -rf /var/lib/apt/lists/*
+ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
+    CARGO_TERM_COLOR=never
+COPY . .
+# Cargo's registry and target dir are cache mounts: rebuilds only compile what changed.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target,id=edgepool-target-${TARGETARCH} \
+    case "$TARGETARCH" in \
+        amd64) triple=x86_64-unknown-linux-gnu ;; \
+        arm64) triple=aarch64-unknown-linux-gnu ;; \
+        *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
+    esac \
+    && rustup target add "$triple" \
+    && cargo build --release --locked -p edgepool --target "$triple" \
+    && cp "target/$triple/release/edgepool" /edgepool
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=builder /edgepool /edgepool
+# distroless's nonroot user; the pods' runAsUser matches.
+USER 65532:65532
+# Worker and sink HTTP (/metrics, /healthz, /readyz) as deployed in k8s/.
+EXPOSE 9100 9090
+ENTRYPOINT ["/edgepool"]
