@@ -45,16 +45,10 @@ impl DetectorConfig {
             return Err("threads must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.score_threshold) {
-            return Err(format!(
-                "score_threshold {} is not within 0..=1",
-                self.score_threshold
-            ));
+            return Err(format!("score_threshold {} is not within 0..=1", self.score_threshold));
         }
         if !(0.0..=1.0).contains(&self.iou_threshold) {
-            return Err(format!(
-                "iou_threshold {} is not within 0..=1",
-                self.iou_threshold
-            ));
+            return Err(format!("iou_threshold {} is not within 0..=1", self.iou_threshold));
         }
         if self.max_detections == 0 {
             return Err("max_detections must be at least 1".into());
@@ -79,10 +73,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 16 * 1024 * 1024,
-            max_pixels: 40_000_000,
-        }
+        Self { max_bytes: 16 * 1024 * 1024, max_pixels: 40_000_000 }
     }
 }
 
@@ -92,8 +83,7 @@ mod tests {
 
     #[test]
     fn defaults_and_partial_json() {
-        let c: DetectorConfig =
-            serde_json::from_str(r#"{"threads": 2, "limits": {"max_bytes": 10}}"#).unwrap();
+        let c: DetectorConfig = serde_json::from_str(r#"{"threads": 2, "limits": {"max_bytes": 10}}"#).unwrap();
         assert_eq!(c.threads, 2);
         assert_eq!(c.limits.max_bytes, 10);
         assert_eq!(c.limits.max_pixels, 40_000_000);
@@ -108,20 +98,11 @@ mod tests {
     fn unknown_keys_and_bad_ranges_are_refused() {
         assert!(serde_json::from_str::<DetectorConfig>(r#"{"thread": 2}"#).is_err());
         assert!(serde_json::from_str::<DecodeLimits>(r#"{"max_byte": 2}"#).is_err());
-        let bad = DetectorConfig {
-            threads: 0,
-            ..Default::default()
-        };
+        let bad = DetectorConfig { threads: 0, ..Default::default() };
         assert!(bad.validate().is_err());
-        let bad = DetectorConfig {
-            score_threshold: 1.5,
-            ..Default::default()
-        };
+        let bad = DetectorConfig { score_threshold: 1.5, ..Default::default() };
         assert!(bad.validate().is_err());
-        let bad = DetectorConfig {
-            iou_threshold: f32::NAN,
-            ..Default::default()
-        };
+        let bad = DetectorConfig { iou_threshold: f32::NAN, ..Default::default() };
         assert!(bad.validate().is_err());
     }
 }

@@ -31,11 +31,7 @@ pub(crate) struct Frame {
 
 impl Frame {
     /// Decodes `encoded` into `self.rgb`; returns the original width and height.
-    pub(crate) fn decode(
-        &mut self,
-        encoded: &[u8],
-        limits: &DecodeLimits,
-    ) -> Result<(u32, u32), DetectError> {
+    pub(crate) fn decode(&mut self, encoded: &[u8], limits: &DecodeLimits) -> Result<(u32, u32), DetectError> {
         self.valid = false;
         // One huge (but allowed) frame must not pin hundreds of MB for the session's life.
         release_if_huge(&mut self.raw);
@@ -44,10 +40,7 @@ impl Frame {
             return Err(DetectError::Empty);
         }
         if encoded.len() > limits.max_bytes {
-            return Err(DetectError::TooLarge {
-                bytes: encoded.len(),
-                max: limits.max_bytes,
-            });
+            return Err(DetectError::TooLarge { bytes: encoded.len(), max: limits.max_bytes });
         }
         // Sniff the magic bytes ourselves: the sender's content type is not trusted, and only
         // the two formats compiled into `image` are worth a decoder.
@@ -60,55 +53,35 @@ impl Frame {
         // absurd header would already fail here as a generic limits error; without them we
         // get the declared size and refuse it with a precise error of our own.
         reader.no_limits();
-        let mut decoder = reader
-            .into_decoder()
-            .map_err(|e| map_image_error(e, None))?;
+        let mut decoder = reader.into_decoder().map_err(|e| map_image_error(e, None))?;
         let (width, height) = decoder.dimensions();
         let pixels = u64::from(width) * u64::from(height);
-        let too_many = DetectError::TooManyPixels {
-            width,
-            height,
-            max: limits.max_pixels,
-        };
+        let too_many = DetectError::TooManyPixels { width, height, max: limits.max_pixels };
         if pixels > limits.max_pixels {
             return Err(too_many);
         }
         if pixels == 0 {
-            return Err(DetectError::Corrupt(format!(
-                "zero-sized image {width}x{height}"
-            )));
+            return Err(DetectError::Corrupt(format!("zero-sized image {width}x{height}")));
         }
         // Second guard: the decoder's own allocation limit, sized for the largest accepted frame
         // at 8 bytes per pixel (RGBA16), in case a decoder allocates beyond what the header says.
         let mut guard = Limits::default();
-        guard.max_alloc = Some(
-            limits
-                .max_pixels
-                .saturating_mul(8)
-                .saturating_add(DECODER_WORKING_BYTES),
-        );
-        decoder
-            .set_limits(guard)
-            .map_err(|e| map_image_error(e, Some(&too_many)))?;
+        guard.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(DECODER_WORKING_BYTES));
+        decoder.set_limits(guard).map_err(|e| map_image_error(e, Some(&too_many)))?;
 
         let color = decoder.color_type();
-        let total =
-            usize::try_from(decoder.total_bytes()).map_err(|_| DetectError::TooManyPixels {
-                width,
-                height,
-                max: limits.max_pixels,
-            })?;
+        let total = usize::try_from(decoder.total_bytes()).map_err(|_| DetectError::TooManyPixels {
+            width,
+            height,
+            max: limits.max_pixels,
+        })?;
         self.raw.clear();
         self.raw.resize(total, 0);
-        decoder
-            .read_image(&mut self.raw)
-            .map_err(|e| map_image_error(e, Some(&too_many)))?;
+        decoder.read_image(&mut self.raw).map_err(|e| map_image_error(e, Some(&too_many)))?;
         if format == ImageFormat::Jpeg && !jpeg_is_complete(encoded) {
             // zune-jpeg pads a truncated scan with grey and reports success; a frame cut off in
             // transit must be refused, not detected on.
-            return Err(DetectError::Corrupt(
-                "truncated JPEG: no end-of-image marker".into(),
-            ));
+            return Err(DetectError::Corrupt("truncated JPEG: no end-of-image marker".into()));
         }
         to_rgb8(color, &mut self.raw, &mut self.rgb)?;
         self.width = width;
@@ -166,18 +139,11 @@ fn to_rgb8(color: ColorType, raw: &mut Vec<u8>, rgb: &mut Vec<u8>) -> Result<(),
     rgb.clear();
     match color {
         ColorType::L8 => raw.iter().for_each(|&v| rgb.extend_from_slice(&[v, v, v])),
-        ColorType::La8 => raw
-            .chunks_exact(2)
-            .for_each(|p| rgb.extend_from_slice(&[p[0]; 3])),
-        ColorType::Rgba8 => raw
-            .chunks_exact(4)
-            .for_each(|p| rgb.extend_from_slice(&p[..3])),
-        ColorType::L16 => raw
-            .chunks_exact(2)
-            .for_each(|p| rgb.extend_from_slice(&[from16(p); 3])),
+        ColorType::La8 => raw.chunks_exact(2).for_each(|p| rgb.extend_from_slice(&[p[0]; 3])),
+        ColorType::Rgba8 => raw.chunks_exact(4).for_each(|p| rgb.extend_from_slice(&p[..3])),
+        ColorType::L16 => raw.chunks_exact(2).for_each(|p| rgb.extend_from_slice(&[from16(p); 3])),
         ColorType::La16 => {
-            raw.chunks_exact(4)
-                .for_each(|p| rgb.extend_from_slice(&[from16(&p[..2]); 3]));
+            raw.chunks_exact(4).for_each(|p| rgb.extend_from_slice(&[from16(&p[..2]); 3]));
         }
         ColorType::Rgb16 | ColorType::Rgba16 => {
             let step = if color == ColorType::Rgb16 { 6 } else { 8 };
@@ -196,16 +162,10 @@ mod tests {
 
     #[test]
     fn jpeg_completeness() {
-        assert!(jpeg_is_complete(&[
-            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 0xFF, 0xD9
-        ]));
-        assert!(!jpeg_is_complete(&[
-            0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00
-        ]));
+        assert!(jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 0xFF, 0xD9]));
+        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00]));
         // A thumbnail's EOI before the main scan does not count.
-        assert!(!jpeg_is_complete(&[
-            0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2
-        ]));
+        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2]));
     }
 
     #[test]

@@ -96,31 +96,12 @@ mod tests {
     #[test]
     fn kinds_are_stable_and_poison_is_input_only() {
         let cases = [
-            (
-                DetectError::TooLarge { bytes: 2, max: 1 },
-                "too_large",
-                true,
-            ),
-            (
-                DetectError::TooManyPixels {
-                    width: 1,
-                    height: 1,
-                    max: 0,
-                },
-                "too_many_pixels",
-                true,
-            ),
+            (DetectError::TooLarge { bytes: 2, max: 1 }, "too_large", true),
+            (DetectError::TooManyPixels { width: 1, height: 1, max: 0 }, "too_many_pixels", true),
             (DetectError::Empty, "empty", true),
             (DetectError::UnsupportedFormat, "unsupported_format", true),
             (DetectError::Corrupt("x".into()), "corrupt", true),
-            (
-                DetectError::InputShape {
-                    len: 1,
-                    expected: 2,
-                },
-                "input_shape",
-                true,
-            ),
+            (DetectError::InputShape { len: 1, expected: 2 }, "input_shape", true),
             (DetectError::NoImage, "no_image", false),
             (DetectError::Inference("x".into()), "inference", false),
         ];

@@ -58,10 +58,8 @@ pub fn default_model_dir() -> PathBuf {
     if let Some(dir) = non_empty("EDGEPOOL_MODEL_DIR") {
         return PathBuf::from(dir);
     }
-    let base = non_empty("XDG_CACHE_HOME").map_or_else(
-        || PathBuf::from(non_empty("HOME").unwrap_or_default()).join(".cache"),
-        PathBuf::from,
-    );
+    let base = non_empty("XDG_CACHE_HOME")
+        .map_or_else(|| PathBuf::from(non_empty("HOME").unwrap_or_default()).join(".cache"), PathBuf::from);
     base.join("edgepool").join("models")
 }
 

@@ -49,9 +49,7 @@ struct Inner {
 
 impl fmt::Debug for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Model")
-            .field("cfg", &self.inner.cfg)
-            .finish_non_exhaustive()
+        f.debug_struct("Model").field("cfg", &self.inner.cfg).finish_non_exhaustive()
     }
 }
 
@@ -68,21 +66,12 @@ impl Model {
     }
 
     /// [`Model::load`] with a choice of graph optimization, for benchmarks.
-    pub fn load_with(
-        path: &Path,
-        cfg: &DetectorConfig,
-        optimization: Optimization,
-    ) -> Result<Model, LoadError> {
+    pub fn load_with(path: &Path, cfg: &DetectorConfig, optimization: Optimization) -> Result<Model, LoadError> {
         cfg.validate().map_err(LoadError::Config)?;
         if !path.is_file() {
-            return Err(LoadError::Missing {
-                path: path.to_owned(),
-            });
+            return Err(LoadError::Missing { path: path.to_owned() });
         }
-        let model_err = |e: TractError| LoadError::Model {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        };
+        let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), message: format!("{e:#}") };
         let model = onnx()
             .model_for_path(path)
             .and_then(|m| m.with_input_fact(0, f32::fact(INPUT_SHAPE).into()))
@@ -91,34 +80,19 @@ impl Model {
                 Optimization::Decluttered => m.into_typed().and_then(|t| t.into_decluttered()),
             })
             .map_err(model_err)?;
-        check_outputs(&model).map_err(|message| LoadError::Model {
-            path: path.to_owned(),
-            message,
-        })?;
+        check_outputs(&model).map_err(|message| LoadError::Model { path: path.to_owned(), message })?;
         let executor = if cfg.threads > 1 {
             // Building a pool only fails if the OS refuses threads; tract panics then.
-            catch_unwind(|| Executor::multithread_with_name(cfg.threads, "edgepool-tract"))
-                .map_err(|_| LoadError::Model {
-                    path: path.to_owned(),
-                    message: format!("cannot start {} threads", cfg.threads),
-                })?
+            catch_unwind(|| Executor::multithread_with_name(cfg.threads, "edgepool-tract")).map_err(|_| {
+                LoadError::Model { path: path.to_owned(), message: format!("cannot start {} threads", cfg.threads) }
+            })?
         } else {
             Executor::SingleThread
         };
-        let options = RunOptions {
-            executor: Some(executor),
-            ..RunOptions::default()
-        };
-        let plan = model
-            .into_runnable_with_options(&options)
-            .map_err(model_err)?;
+        let options = RunOptions { executor: Some(executor), ..RunOptions::default() };
+        let plan = model.into_runnable_with_options(&options).map_err(model_err)?;
         let proto = plan.spawn().map_err(model_err)?;
-        Ok(Model {
-            inner: Arc::new(Inner {
-                cfg: cfg.clone(),
-                proto: Mutex::new(proto),
-            }),
-        })
+        Ok(Model { inner: Arc::new(Inner { cfg: cfg.clone(), proto: Mutex::new(proto) }) })
     }
 
     /// A new inference slot. Cheap (no weights are copied), but each session holds a few MB
@@ -130,9 +104,7 @@ impl Model {
             state: self.fresh_state(),
             frame: Frame::default(),
             resizer: Resizer::default(),
-            input: Arc::new(Tensor::from(tract_ndarray::Array4::<f32>::zeros(
-                INPUT_SHAPE,
-            ))),
+            input: Arc::new(Tensor::from(tract_ndarray::Array4::<f32>::zeros(INPUT_SHAPE))),
             post: PostProcessor::default(),
             decode_time: Duration::ZERO,
         }
@@ -147,11 +119,7 @@ impl Model {
     fn fresh_state(&self) -> TypedSimpleState {
         // A poisoned lock only means another thread panicked while cloning; the prototype is
         // never mutated, so it is still good.
-        self.inner
-            .proto
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.inner.proto.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -160,10 +128,7 @@ impl Model {
 fn check_outputs(model: &TypedModel) -> Result<(), String> {
     let want: [&[usize]; 2] = [&[1, NUM_ANCHORS, 4], &[1, NUM_ANCHORS, NUM_SCORE_COLUMNS]];
     if model.outputs.len() != 2 {
-        return Err(format!(
-            "expected 2 outputs (boxes, scores), found {}",
-            model.outputs.len()
-        ));
+        return Err(format!("expected 2 outputs (boxes, scores), found {}", model.outputs.len()));
     }
     for (i, want) in want.iter().enumerate() {
         let fact = model.output_fact(i).map_err(|e| format!("{e:#}"))?;
@@ -219,9 +184,7 @@ pub struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("frame", &self.frame)
-            .finish_non_exhaustive()
+        f.debug_struct("Session").field("frame", &self.frame).finish_non_exhaustive()
     }
 }
 
@@ -280,10 +243,7 @@ impl Session {
     /// `boxes` and `scores` outputs, flattened. No decoding or post-processing.
     pub fn run_tensor(&mut self, nhwc: &[f32]) -> Result<(Vec<f32>, Vec<f32>), DetectError> {
         if nhwc.len() != INPUT_LEN {
-            return Err(DetectError::InputShape {
-                len: nhwc.len(),
-                expected: INPUT_LEN,
-            });
+            return Err(DetectError::InputShape { len: nhwc.len(), expected: INPUT_LEN });
         }
         input_slice_mut(&mut self.input)?.copy_from_slice(nhwc);
         let outputs = self.run()?;
@@ -296,8 +256,7 @@ impl Session {
             return Err(DetectError::NoImage);
         }
         let out = input_slice_mut(&mut self.input)?;
-        self.resizer
-            .run(&self.frame.rgb, self.frame.width, self.frame.height, out);
+        self.resizer.run(&self.frame.rgb, self.frame.width, self.frame.height, out);
         Ok(())
     }
 
@@ -316,9 +275,7 @@ impl Session {
 }
 
 fn input_slice(t: &Tensor) -> Result<&[f32], DetectError> {
-    t.try_as_plain_ram()
-        .and_then(|v| v.as_slice::<f32>())
-        .map_err(|e| DetectError::Inference(format!("{e:#}")))
+    t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(|e| DetectError::Inference(format!("{e:#}")))
 }
 
 /// Mutable access to the input tensor's values. tract has dropped its reference when a run
@@ -327,21 +284,15 @@ fn input_slice_mut(t: &mut Arc<Tensor>) -> Result<&mut [f32], DetectError> {
     let tensor = Arc::make_mut(t);
     let err = |e: TractError| DetectError::Inference(format!("{e:#}"));
     let view = tensor.to_plain_array_view_mut::<f32>().map_err(err)?;
-    view.into_slice()
-        .ok_or_else(|| DetectError::Inference("input tensor is not contiguous".into()))
+    view.into_slice().ok_or_else(|| DetectError::Inference("input tensor is not contiguous".into()))
 }
 
 fn output_slices(outputs: &[TValue]) -> Result<(&[f32], &[f32]), DetectError> {
     let get = |i: usize, len: usize| -> Result<&[f32], DetectError> {
-        let t = outputs
-            .get(i)
-            .ok_or_else(|| DetectError::Inference(format!("missing output {i}")))?;
+        let t = outputs.get(i).ok_or_else(|| DetectError::Inference(format!("missing output {i}")))?;
         let s = input_slice(t)?;
         if s.len() != len {
-            return Err(DetectError::Inference(format!(
-                "output {i} has {} values, expected {len}",
-                s.len()
-            )));
+            return Err(DetectError::Inference(format!("output {i} has {} values, expected {len}", s.len())));
         }
         Ok(s)
     };

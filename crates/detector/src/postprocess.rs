@@ -17,10 +17,7 @@ struct Candidate {
 
 /// Highest score first; ties broken by anchor then class so results are deterministic.
 fn by_score(a: &Candidate, b: &Candidate) -> Ordering {
-    b.score
-        .total_cmp(&a.score)
-        .then(a.anchor.cmp(&b.anchor))
-        .then(a.class_id.cmp(&b.class_id))
+    b.score.total_cmp(&a.score).then(a.anchor.cmp(&b.anchor)).then(a.class_id.cmp(&b.class_id))
 }
 
 /// Reusable scratch space for post-processing one frame.
@@ -33,17 +30,10 @@ pub(crate) struct PostProcessor {
 impl PostProcessor {
     /// `boxes` is `[anchors, 4]` of normalized `[ymin, xmin, ymax, xmax]`, `scores` is
     /// `[anchors, 91]`; both row-major. Returns detections sorted by descending score.
-    pub(crate) fn run(
-        &mut self,
-        boxes: &[f32],
-        scores: &[f32],
-        cfg: &DetectorConfig,
-    ) -> Vec<Detection> {
+    pub(crate) fn run(&mut self, boxes: &[f32], scores: &[f32], cfg: &DetectorConfig) -> Vec<Detection> {
         self.candidates.clear();
         self.kept.clear();
-        let rows = scores
-            .chunks_exact(NUM_SCORE_COLUMNS)
-            .zip(boxes.chunks_exact(4));
+        let rows = scores.chunks_exact(NUM_SCORE_COLUMNS).zip(boxes.chunks_exact(4));
         for (anchor, (row, b)) in rows.enumerate() {
             // Column 0 is background; unused ids have no label and are never reported.
             for (class, &score) in row.iter().enumerate().skip(1) {
@@ -70,8 +60,7 @@ impl PostProcessor {
             self.candidates.sort_unstable_by(by_score);
             nms(&self.candidates, cfg, &mut self.kept);
         } else {
-            self.candidates
-                .sort_unstable_by(|a, b| a.class_id.cmp(&b.class_id).then(by_score(a, b)));
+            self.candidates.sort_unstable_by(|a, b| a.class_id.cmp(&b.class_id).then(by_score(a, b)));
             for group in self.candidates.chunk_by(|a, b| a.class_id == b.class_id) {
                 nms(group, cfg, &mut self.kept);
             }
@@ -99,10 +88,7 @@ fn nms(sorted: &[Candidate], cfg: &DetectorConfig, kept: &mut Vec<Candidate>) {
         if kept.len() - group_start >= cfg.max_detections {
             break;
         }
-        if kept[group_start..]
-            .iter()
-            .all(|k| k.bbox.iou(&c.bbox) <= cfg.iou_threshold)
-        {
+        if kept[group_start..].iter().all(|k| k.bbox.iou(&c.bbox) <= cfg.iou_threshold) {
             kept.push(*c);
         }
     }
@@ -144,37 +130,22 @@ mod tests {
         assert_eq!(got, [("person", 0.9), ("cat", 0.7), ("person", 0.6)]);
         assert_eq!(d[0].bbox, BBox::new(0.0, 0.0, 0.5, 0.5));
 
-        let agnostic = DetectorConfig {
-            class_agnostic_nms: true,
-            ..cfg.clone()
-        };
+        let agnostic = DetectorConfig { class_agnostic_nms: true, ..cfg.clone() };
         let d = p.run(&boxes, &scores, &agnostic);
         let got: Vec<_> = d.iter().map(|d| (d.label.as_str(), d.score)).collect();
         assert_eq!(got, [("person", 0.9), ("person", 0.6)]);
 
-        let top1 = DetectorConfig {
-            max_detections: 1,
-            ..cfg
-        };
+        let top1 = DetectorConfig { max_detections: 1, ..cfg };
         assert_eq!(p.run(&boxes, &scores, &top1).len(), 1);
     }
 
     #[test]
     fn iou_equal_to_threshold_is_kept() {
         // Two boxes with IoU exactly 0.5: kept at threshold 0.5 (TF suppresses only above it).
-        let (boxes, scores) = outputs(&[
-            ([0.0, 0.0, 1.0, 0.5], &[(1, 0.9)]),
-            ([0.0, 0.0, 0.5, 0.5], &[(1, 0.8)]),
-        ]);
-        let cfg = DetectorConfig {
-            iou_threshold: 0.5,
-            ..Default::default()
-        };
+        let (boxes, scores) = outputs(&[([0.0, 0.0, 1.0, 0.5], &[(1, 0.9)]), ([0.0, 0.0, 0.5, 0.5], &[(1, 0.8)])]);
+        let cfg = DetectorConfig { iou_threshold: 0.5, ..Default::default() };
         assert_eq!(PostProcessor::default().run(&boxes, &scores, &cfg).len(), 2);
-        let cfg = DetectorConfig {
-            iou_threshold: 0.49,
-            ..Default::default()
-        };
+        let cfg = DetectorConfig { iou_threshold: 0.49, ..Default::default() };
         assert_eq!(PostProcessor::default().run(&boxes, &scores, &cfg).len(), 1);
     }
 }

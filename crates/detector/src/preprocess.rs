@@ -47,8 +47,7 @@ impl Taps {
                 *w /= sum;
             }
             // 0 <= left < right <= src_len, all within u32, so the casts are exact.
-            self.spans
-                .push((left as usize, start, (right - left) as usize));
+            self.spans.push((left as usize, start, (right - left) as usize));
         }
     }
 
@@ -101,11 +100,7 @@ impl Resizer {
         }
         // Horizontal pass, rounding to the nearest integer like `image` does for u8 output.
         let out_row_len = INPUT_WIDTH as usize * 3;
-        for (row, dst) in self
-            .vertical
-            .chunks_exact(row_len)
-            .zip(out.chunks_exact_mut(out_row_len))
-        {
+        for (row, dst) in self.vertical.chunks_exact(row_len).zip(out.chunks_exact_mut(out_row_len)) {
             for (x, px) in dst.chunks_exact_mut(3).enumerate() {
                 let (first, weights) = self.cols.get(x);
                 let mut t = [0.0f32; 3];
@@ -139,28 +134,12 @@ mod tests {
     fn identical_to_image_triangle_resize() {
         let mut r = Resizer::default();
         let mut out = vec![0.0; INPUT_LEN];
-        for (w, h) in [
-            (512, 600),
-            (451, 300),
-            (300, 300),
-            (640, 427),
-            (37, 1000),
-            (1, 1),
-            (3000, 17),
-        ] {
+        for (w, h) in [(512, 600), (451, 300), (300, 300), (640, 427), (37, 1000), (1, 1), (3000, 17)] {
             let img = pattern(w, h);
             r.run(img.as_raw(), w, h, &mut out);
-            let want = imageops::resize(
-                &img,
-                INPUT_WIDTH,
-                INPUT_HEIGHT,
-                imageops::FilterType::Triangle,
-            );
+            let want = imageops::resize(&img, INPUT_WIDTH, INPUT_HEIGHT, imageops::FilterType::Triangle);
             let got: Vec<u8> = out.iter().map(|&v| v as u8).collect();
-            assert!(
-                out.iter()
-                    .all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v))
-            );
+            assert!(out.iter().all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v)));
             assert_eq!(got, want.into_raw(), "{w}x{h}");
         }
     }

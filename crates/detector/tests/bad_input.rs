@@ -14,11 +14,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -92,10 +88,7 @@ fn random_bytes_are_unsupported() {
         })
         .collect();
     assert_eq!(detect_err(&bytes), DetectError::UnsupportedFormat);
-    assert_eq!(
-        detect_err(b"GIF89a\x01\x00\x01\x00"),
-        DetectError::UnsupportedFormat
-    );
+    assert_eq!(detect_err(b"GIF89a\x01\x00\x01\x00"), DetectError::UnsupportedFormat);
 }
 
 #[test]
@@ -108,14 +101,7 @@ fn random_bytes_after_a_jpeg_header_are_corrupt() {
 #[test]
 fn huge_png_header_is_refused_before_decoding() {
     let e = detect_err(&png_header_only(100_000, 100_000));
-    assert_eq!(
-        e,
-        DetectError::TooManyPixels {
-            width: 100_000,
-            height: 100_000,
-            max: 40_000_000
-        }
-    );
+    assert_eq!(e, DetectError::TooManyPixels { width: 100_000, height: 100_000, max: 40_000_000 });
     assert_eq!(e.kind(), "too_many_pixels");
     assert!(e.is_poison());
 }
@@ -127,64 +113,31 @@ fn huge_jpeg_header_is_refused_before_decoding() {
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     jpeg[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]);
     let e = detect_err(&jpeg);
-    assert_eq!(
-        e,
-        DetectError::TooManyPixels {
-            width: 65_000,
-            height: 65_000,
-            max: 40_000_000
-        }
-    );
+    assert_eq!(e, DetectError::TooManyPixels { width: 65_000, height: 65_000, max: 40_000_000 });
 }
 
 #[test]
 fn zero_sized_png_is_corrupt() {
-    assert!(matches!(
-        detect_err(&png_header_only(0, 10)),
-        DetectError::Corrupt(_)
-    ));
+    assert!(matches!(detect_err(&png_header_only(0, 10)), DetectError::Corrupt(_)));
 }
 
 #[test]
 fn limits_come_from_the_config() {
-    let cfg = DetectorConfig {
-        limits: DecodeLimits {
-            max_bytes: 1000,
-            max_pixels: 1000,
-        },
-        ..Default::default()
-    };
+    let cfg = DetectorConfig { limits: DecodeLimits { max_bytes: 1000, max_pixels: 1000 }, ..Default::default() };
     let small = Model::load(&edgepool_testkit::model_path(), &cfg).unwrap();
     let mut s = small.session();
     let jpeg = photo_bytes("grace_hopper.jpg");
-    assert_eq!(
-        s.detect(&jpeg).unwrap_err(),
-        DetectError::TooLarge {
-            bytes: jpeg.len(),
-            max: 1000
-        }
-    );
+    assert_eq!(s.detect(&jpeg).unwrap_err(), DetectError::TooLarge { bytes: jpeg.len(), max: 1000 });
     let tiny = common::png(&image::DynamicImage::new_rgb8(40, 30));
     assert!(tiny.len() <= 1000);
-    assert_eq!(
-        s.detect(&tiny).unwrap_err(),
-        DetectError::TooManyPixels {
-            width: 40,
-            height: 30,
-            max: 1000
-        }
-    );
+    assert_eq!(s.detect(&tiny).unwrap_err(), DetectError::TooManyPixels { width: 40, height: 30, max: 1000 });
 }
 
 #[test]
 fn a_session_recovers_after_bad_input() {
     let mut s = model().session();
     assert!(s.detect(&[]).is_err());
-    assert_eq!(
-        s.infer().unwrap_err(),
-        DetectError::NoImage,
-        "no stale frame after a failure"
-    );
+    assert_eq!(s.infer().unwrap_err(), DetectError::NoImage, "no stale frame after a failure");
     assert!(s.detect(&png_header_only(100_000, 100_000)).is_err());
     let jpeg = photo_bytes("grace_hopper.jpg");
     assert!(s.detect(&jpeg[..jpeg.len() / 2]).is_err());
@@ -202,15 +155,8 @@ fn wrong_tensor_length_is_refused() {
 
 #[test]
 fn missing_model_says_what_to_do() {
-    let e = Model::load(
-        std::path::Path::new("/nonexistent/model.onnx"),
-        &DetectorConfig::default(),
-    )
-    .unwrap_err();
+    let e = Model::load(std::path::Path::new("/nonexistent/model.onnx"), &DetectorConfig::default()).unwrap_err();
     assert!(e.to_string().contains("cargo xtask model"), "{e}");
-    let bad = DetectorConfig {
-        threads: 0,
-        ..Default::default()
-    };
+    let bad = DetectorConfig { threads: 0, ..Default::default() };
     assert!(Model::load(&edgepool_testkit::model_path(), &bad).is_err());
 }

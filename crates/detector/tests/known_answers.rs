@@ -11,23 +11,13 @@ use edgepool_detector::{BBox, Detection};
 /// Labels and scores exactly as listed, in order, scores within 0.02.
 fn assert_answers(name: &str, want: &[(&str, f32)]) -> Vec<Detection> {
     let out = detect(&photo_bytes(name));
-    let got: Vec<(&str, f32)> = out
-        .detections
-        .iter()
-        .map(|d| (d.label.as_str(), d.score))
-        .collect();
+    let got: Vec<(&str, f32)> = out.detections.iter().map(|d| (d.label.as_str(), d.score)).collect();
     assert_eq!(got.len(), want.len(), "{name}: got {got:?}, want {want:?}");
     for ((gl, gs), (wl, ws)) in got.iter().zip(want) {
         assert_eq!(gl, wl, "{name}: got {got:?}, want {want:?}");
-        assert!(
-            (gs - ws).abs() <= 0.02,
-            "{name}: {gl} score {gs}, want {ws}±0.02"
-        );
+        assert!((gs - ws).abs() <= 0.02, "{name}: {gl} score {gs}, want {ws}±0.02");
     }
-    assert!(
-        out.detections.windows(2).all(|w| w[0].score >= w[1].score),
-        "sorted by score"
-    );
+    assert!(out.detections.windows(2).all(|w| w[0].score >= w[1].score), "sorted by score");
     out.detections
 }
 
@@ -44,60 +34,36 @@ fn grace_hopper_person_and_tie() {
     let d = assert_answers("grace_hopper.jpg", &[("person", 0.731), ("tie", 0.582)]);
     let (person, tie) = (&d[0].bbox, &d[1].bbox);
     assert_eq!((d[0].class_id, d[1].class_id), (1, 32));
-    assert!(
-        person.area() > 0.5 && contains(person, 0.5, 0.5),
-        "person {person:?}"
-    );
+    assert!(person.area() > 0.5 && contains(person, 0.5, 0.5), "person {person:?}");
     let (tx, ty) = center(tie);
-    assert!(
-        contains(person, tx, ty) && tie.area() < 0.1,
-        "tie {tie:?} inside person {person:?}"
-    );
+    assert!(contains(person, tx, ty) && tie.area() < 0.1, "tie {tie:?} inside person {person:?}");
     assert!(ty > 0.5, "the tie is in the lower half: {tie:?}");
 }
 
 #[test]
 fn astronaut_person() {
     let d = assert_answers("astronaut.png", &[("person", 0.754)]);
-    assert!(
-        d[0].bbox.area() > 0.4 && contains(&d[0].bbox, 0.5, 0.5),
-        "{:?}",
-        d[0].bbox
-    );
+    assert!(d[0].bbox.area() > 0.4 && contains(&d[0].bbox, 0.5, 0.5), "{:?}", d[0].bbox);
 }
 
 #[test]
 fn camera_person() {
     let d = assert_answers("camera.png", &[("person", 0.843)]);
-    assert!(
-        d[0].bbox.area() > 0.2 && contains(&d[0].bbox, 0.5, 0.5),
-        "{:?}",
-        d[0].bbox
-    );
+    assert!(d[0].bbox.area() > 0.2 && contains(&d[0].bbox, 0.5, 0.5), "{:?}", d[0].bbox);
 }
 
 #[test]
 fn chelsea_cat() {
     let d = assert_answers("chelsea.png", &[("cat", 0.915)]);
     assert_eq!(d[0].class_id, 17);
-    assert!(
-        d[0].bbox.area() > 0.3 && contains(&d[0].bbox, 0.5, 0.5),
-        "{:?}",
-        d[0].bbox
-    );
+    assert!(d[0].bbox.area() > 0.3 && contains(&d[0].bbox, 0.5, 0.5), "{:?}", d[0].bbox);
 }
 
 #[test]
 fn coffee_cup_bowl_table() {
-    let d = assert_answers(
-        "coffee.png",
-        &[("cup", 0.953), ("bowl", 0.839), ("dining table", 0.588)],
-    );
+    let d = assert_answers("coffee.png", &[("cup", 0.953), ("bowl", 0.839), ("dining table", 0.588)]);
     let (cup, table) = (&d[0].bbox, &d[2].bbox);
-    assert!(
-        table.area() > cup.area(),
-        "the table is bigger than the cup"
-    );
+    assert!(table.area() > cup.area(), "the table is bigger than the cup");
     let (cx, cy) = center(cup);
     assert!(contains(table, cx, cy), "the cup stands on the table");
 }
@@ -114,10 +80,7 @@ fn output_carries_original_size_and_timings() {
     assert!(out.timings.inference > out.timings.postprocess);
     assert_eq!(
         out.timings.total(),
-        out.timings.decode
-            + out.timings.preprocess
-            + out.timings.inference
-            + out.timings.postprocess
+        out.timings.decode + out.timings.preprocess + out.timings.inference + out.timings.postprocess
     );
 }
 
@@ -128,47 +91,20 @@ fn pixel_formats_give_identical_answers() {
     let coffee = image::load_from_memory(&photo_bytes("coffee.png")).unwrap();
     assert!(matches!(coffee, image::DynamicImage::ImageRgb8(_)));
     let camera = image::load_from_memory(&photo_bytes("camera.png")).unwrap();
-    assert!(
-        matches!(camera, image::DynamicImage::ImageLuma8(_)),
-        "camera.png is 8-bit grey"
-    );
+    assert!(matches!(camera, image::DynamicImage::ImageLuma8(_)), "camera.png is 8-bit grey");
 
     let want_coffee = detect(&photo_bytes("coffee.png")).detections;
     let want_camera = detect(&png(&image::DynamicImage::ImageRgb8(camera.to_rgb8()))).detections;
     assert!(!want_coffee.is_empty() && !want_camera.is_empty());
 
     let cases = [
-        (
-            "coffee rgba8",
-            image::DynamicImage::ImageRgba8(coffee.to_rgba8()),
-            &want_coffee,
-        ),
-        (
-            "coffee rgb16",
-            image::DynamicImage::ImageRgb16(coffee.to_rgb16()),
-            &want_coffee,
-        ),
-        (
-            "coffee rgba16",
-            image::DynamicImage::ImageRgba16(coffee.to_rgba16()),
-            &want_coffee,
-        ),
+        ("coffee rgba8", image::DynamicImage::ImageRgba8(coffee.to_rgba8()), &want_coffee),
+        ("coffee rgb16", image::DynamicImage::ImageRgb16(coffee.to_rgb16()), &want_coffee),
+        ("coffee rgba16", image::DynamicImage::ImageRgba16(coffee.to_rgba16()), &want_coffee),
         ("camera l8", camera.clone(), &want_camera),
-        (
-            "camera la8",
-            image::DynamicImage::ImageLumaA8(camera.to_luma_alpha8()),
-            &want_camera,
-        ),
-        (
-            "camera l16",
-            image::DynamicImage::ImageLuma16(camera.to_luma16()),
-            &want_camera,
-        ),
-        (
-            "camera la16",
-            image::DynamicImage::ImageLumaA16(camera.to_luma_alpha16()),
-            &want_camera,
-        ),
+        ("camera la8", image::DynamicImage::ImageLumaA8(camera.to_luma_alpha8()), &want_camera),
+        ("camera l16", image::DynamicImage::ImageLuma16(camera.to_luma16()), &want_camera),
+        ("camera la16", image::DynamicImage::ImageLumaA16(camera.to_luma_alpha16()), &want_camera),
     ];
     for (what, img, want) in cases {
         let got = detect(&png(&img)).detections;
@@ -180,17 +116,8 @@ fn pixel_formats_give_identical_answers() {
 #[test]
 fn session_reuse_is_stateless() {
     let mut s = common::model().session();
-    for name in [
-        "coffee.png",
-        "grace_hopper.jpg",
-        "chelsea.png",
-        "coffee.png",
-    ] {
+    for name in ["coffee.png", "grace_hopper.jpg", "chelsea.png", "coffee.png"] {
         let bytes = photo_bytes(name);
-        assert_eq!(
-            s.detect(&bytes).unwrap().detections,
-            detect(&bytes).detections,
-            "{name}"
-        );
+        assert_eq!(s.detect(&bytes).unwrap().detections, detect(&bytes).detections, "{name}");
     }
 }

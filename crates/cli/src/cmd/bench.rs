@@ -1,13 +1,26 @@
-//! `edgepool bench`: benchmarks that print ratios. (Being written.)
+//! `edgepool bench`: benchmarks that print ratios measured side by side in one run. A small
+//! dispatcher; each benchmark lives in its own module.
 
 use std::process::ExitCode;
 
+use super::{bench_detect, bench_memory, bench_pipeline};
+use crate::Global;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
-    /// Detector speed: per-stage split, fps per thread layout, ratio to onnxruntime.
-    Detect,
+    /// Detector speed: per-stage split, fps per thread layout, peak RSS, ratio to onnxruntime.
+    Detect(bench_detect::BenchDetectArgs),
+    /// Pipeline overhead over raw JetStream, and cluster throughput against the bare detector.
+    Pipeline(bench_pipeline::PipelineArgs),
+    /// Resident memory of a worker, a sink and a camera at a steady load.
+    Memory(bench_memory::MemoryArgs),
 }
 
-pub fn run(_cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        // The detector bench needs no NATS or config file: it measures the detector alone.
+        BenchCommand::Detect(args) => bench_detect::run(args),
+        BenchCommand::Pipeline(args) => bench_pipeline::run(global, args),
+        BenchCommand::Memory(args) => bench_memory::run(global, args),
+    }
 }

@@ -56,11 +56,7 @@ struct JsonLine<'a> {
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let cfg = DetectorConfig {
-        threads: args.threads,
-        score_threshold: args.threshold,
-        ..Default::default()
-    };
+    let cfg = DetectorConfig { threads: args.threads, score_threshold: args.threshold, ..Default::default() };
     let model_path = args.model.clone().unwrap_or_else(default_model_path);
     let model = Model::load(&model_path, &cfg)?;
     let mut session = model.session();
@@ -73,9 +69,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for path in &args.images {
         let shown = path.display().to_string();
-        let result = std::fs::read(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|bytes| Ok((session.detect(&bytes)?, bytes)));
+        let result =
+            std::fs::read(path).map_err(anyhow::Error::from).and_then(|bytes| Ok((session.detect(&bytes)?, bytes)));
         let (out, bytes) = match result {
             Ok(ok) => ok,
             Err(e) => {
@@ -85,12 +80,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if args.json {
-            let line = JsonLine {
-                image: &shown,
-                width: out.width,
-                height: out.height,
-                detections: &out.detections,
-            };
+            let line = JsonLine { image: &shown, width: out.width, height: out.height, detections: &out.detections };
             writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
         } else {
             print_table(&mut stdout, &shown, &out)?;
@@ -129,11 +119,7 @@ fn print_table(w: &mut impl std::io::Write, shown: &str, out: &Output) -> std::i
     if out.detections.is_empty() {
         return Ok(());
     }
-    writeln!(
-        w,
-        "  {:<16} {:>5}  {:>5} {:>5} {:>5} {:>5}  (box in pixels)",
-        "label", "score", "x0", "y0", "x1", "y1"
-    )?;
+    writeln!(w, "  {:<16} {:>5}  {:>5} {:>5} {:>5} {:>5}  (box in pixels)", "label", "score", "x0", "y0", "x1", "y1")?;
     let (fw, fh) = (out.width as f32, out.height as f32);
     for d in &out.detections {
         let b = &d.bbox;
@@ -153,9 +139,7 @@ fn print_table(w: &mut impl std::io::Write, shown: &str, out: &Output) -> std::i
 
 /// `photo.jpg` -> `photo.png`; a second `photo.*` in the same run becomes `photo-2.png`.
 fn unique_png_name(path: &Path, used: &mut HashSet<String>) -> String {
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "image".to_owned(), |s| s.to_string_lossy().into_owned());
+    let stem = path.file_stem().map_or_else(|| "image".to_owned(), |s| s.to_string_lossy().into_owned());
     let mut name = format!("{stem}.png");
     let mut n = 1;
     while !used.insert(name.clone()) {
@@ -194,9 +178,7 @@ mod annotate {
     pub(super) fn write(encoded: &[u8], out: &Output, target: &Path) -> anyhow::Result<()> {
         // The detector already decoded (and limit-checked) these bytes, so decoding again here
         // is safe; the CLI keeps the detector's buffers private instead of sharing them.
-        let mut img = image::load_from_memory(encoded)
-            .context("decoding for annotation")?
-            .to_rgb8();
+        let mut img = image::load_from_memory(encoded).context("decoding for annotation")?.to_rgb8();
         let (w, h) = (img.width() as f32, img.height() as f32);
         let thickness = (img.width().min(img.height()) / 200).max(2);
         // Lowest score first, so the most confident box and label end up on top.
@@ -212,16 +194,9 @@ mod annotate {
             // Above the box when there is room, else just inside its top edge.
             let ty = if y0 >= text_h { y0 - text_h } else { y0 };
             fill(&mut img, (x0, ty, x0 + text_w, ty + text_h), color);
-            draw_text(
-                &mut img,
-                x0 + SCALE,
-                ty + SCALE,
-                &text,
-                Rgb([255, 255, 255]),
-            );
+            draw_text(&mut img, x0 + SCALE, ty + SCALE, &text, Rgb([255, 255, 255]));
         }
-        img.save_with_format(target, image::ImageFormat::Png)
-            .context("writing PNG")?;
+        img.save_with_format(target, image::ImageFormat::Png).context("writing PNG")?;
         Ok(())
     }
 
@@ -242,16 +217,8 @@ mod annotate {
     }
 
     /// A `t`-pixel-wide outline drawn inside `[x0, x1] x [y0, y1]`.
-    fn rect_outline(
-        img: &mut RgbImage,
-        (x0, y0, x1, y1): (u32, u32, u32, u32),
-        t: u32,
-        c: Rgb<u8>,
-    ) {
-        let (x1, y1) = (
-            x1.min(img.width().saturating_sub(1)),
-            y1.min(img.height().saturating_sub(1)),
-        );
+    fn rect_outline(img: &mut RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32), t: u32, c: Rgb<u8>) {
+        let (x1, y1) = (x1.min(img.width().saturating_sub(1)), y1.min(img.height().saturating_sub(1)));
         fill(img, (x0, y0, x1 + 1, y0 + t), c);
         fill(img, (x0, (y1 + 1).saturating_sub(t), x1 + 1, y1 + 1), c);
         fill(img, (x0, y0, x0 + t, y1 + 1), c);
@@ -327,10 +294,7 @@ mod annotate {
         #[test]
         fn every_label_character_has_a_glyph() {
             for id in 0..=90u16 {
-                for c in edgepool_detector::coco_label(id)
-                    .unwrap_or_default()
-                    .chars()
-                {
+                for c in edgepool_detector::coco_label(id).unwrap_or_default().chars() {
                     assert!(c == ' ' || glyph(c) != [0; 7], "no glyph for {c:?}");
                 }
             }

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share.
 
 pub mod bench;
+pub mod bench_detect;
 pub mod camera;
 pub mod demo;
 pub mod detect;

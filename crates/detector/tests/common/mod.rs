@@ -9,9 +9,7 @@ use edgepool_detector::{DetectorConfig, Model, Output};
 /// The real model with the default config, loaded once per test binary.
 pub fn model() -> &'static Model {
     static MODEL: OnceLock<Model> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        Model::load(&edgepool_testkit::model_path(), &DetectorConfig::default()).unwrap()
-    })
+    MODEL.get_or_init(|| Model::load(&edgepool_testkit::model_path(), &DetectorConfig::default()).unwrap())
 }
 
 /// The bytes of a photo in testdata/photos.
