@@ -293,6 +293,7 @@ def run(args, tmp, procs):
             while all(p.alive() for p in procs):
                 time.sleep(1)
         except KeyboardInterrupt:
+            log("stopping the demo and prometheus")
             return
         raise Failure("the demo or prometheus exited while serving")
 
@@ -314,6 +315,8 @@ def main():
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Also when started in the background by a non-interactive shell, which ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     tmp = Path(tempfile.mkdtemp(prefix="edgepool-live-check-"))
     procs = []
     code = 1
