@@ -64,6 +64,7 @@ fn tract_matches_onnxruntime_golden_outputs() {
         let want = read_f32le(file);
         assert_eq!(want.len() as u64, shape.iter().product::<u64>(), "{name} file matches its shape");
         let diff = max_abs_diff(got, &want);
+        eprintln!("{name}: tract vs onnxruntime max abs diff {diff:e}");
         assert!(diff <= tolerance, "{name}: max abs diff {diff} > {tolerance}");
     }
 }
