@@ -298,3 +298,17 @@ fn output_slices(outputs: &[TValue]) -> Result<(&[f32], &[f32]), DetectError> {
     };
     Ok((get(0, BOXES_LEN)?, get(1, SCORES_LEN)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The worker moves sessions to blocking threads and shares the model between them.
+    #[test]
+    fn session_is_send_and_model_is_shared() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<Session>();
+        send_sync::<Model>();
+    }
+}
