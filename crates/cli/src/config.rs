@@ -51,13 +51,14 @@ impl ModelConfig {
 pub struct LogConfig {
     /// `pretty` for terminals, `json` for Kubernetes.
     pub format: LogFormat,
-    /// Default filter when `RUST_LOG` is unset, e.g. `info` or `edgepool_worker=debug,info`.
+    /// Filter when `RUST_LOG` is unset, e.g. `info` or `edgepool_worker=debug,info`.
+    /// Empty: each command's default (`info` for services, `warn` for interactive commands).
     pub level: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self { format: LogFormat::Pretty, level: String::new() }
     }
 }
 

@@ -124,7 +124,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),
-        Command::Bench(b) => cmd::bench::run(b),
+        Command::Bench(b) => cmd::bench::run(&cli.global, b),
         Command::MetricsDoc => {
             print!("{}", edgepool_wire::metrics::markdown());
             Ok(ExitCode::SUCCESS)

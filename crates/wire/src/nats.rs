@@ -127,7 +127,15 @@ impl NatsConfig {
             // end a worker.
             .max_reconnects(None)
             .event_callback(|event| async move {
-                tracing::info!(%event, "nats connection event");
+                match event {
+                    async_nats::Event::Connected | async_nats::Event::Disconnected => {
+                        tracing::info!(%event, "nats connection");
+                    }
+                    async_nats::Event::SlowConsumer(_) | async_nats::Event::LameDuckMode => {
+                        tracing::warn!(%event, "nats connection");
+                    }
+                    _ => tracing::debug!(%event, "nats connection"),
+                }
             });
         if wait_for_server {
             opts = opts.retry_on_initial_connect();

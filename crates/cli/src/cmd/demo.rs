@@ -107,11 +107,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     if global.check {
         return Ok(print_check(&cfg));
     }
-    let mut log = cfg.log.clone();
-    if log.level == "info" {
-        log.level = "warn".into();
-    }
-    telemetry::init(&log, "warn");
+    telemetry::init(&cfg.log, "warn");
     let model_path = cfg.model.resolved_path();
     let mut detector = cfg.detector.clone();
     detector.threads = args.threads;

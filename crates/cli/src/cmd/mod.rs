@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod bench_detect;
+pub mod bench_memory;
+pub mod bench_pipeline;
 pub mod camera;
 pub mod demo;
 pub mod detect;
