@@ -40,7 +40,8 @@ impl LocalCluster {
         } else {
             None
         };
-        let client = nats.connect("edgepool-local", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            nats.connect("edgepool-local", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
         edgepool_wire::nats::apply(&js, Default::default()).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?;
         let stats = Arc::new(SinkStats::keeping_ids());
@@ -53,7 +54,10 @@ impl LocalCluster {
         };
         while !sink.readiness().get() {
             if sink_task.is_finished() {
-                return Err(sink_task.await?.err().unwrap_or_else(|| anyhow::anyhow!("the sink stopped during start-up")));
+                return Err(sink_task
+                    .await?
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("the sink stopped during start-up")));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -70,7 +74,8 @@ impl LocalCluster {
     ) -> anyhow::Result<()> {
         let metrics = WorkerMetrics::register(registry, id, ARCH)?;
         let cfg = WorkerConfig { id: Some(id.to_owned()), ..cfg };
-        let worker = Worker::new(self.js.clone(), engine, cfg, metrics).await.with_context(|| format!("worker {id}"))?;
+        let worker =
+            Worker::new(self.js.clone(), engine, cfg, metrics).await.with_context(|| format!("worker {id}"))?;
         let token = CancellationToken::new();
         let handle = tokio::spawn(worker.run(token.clone()));
         self.workers.push((id.to_owned(), token, handle));

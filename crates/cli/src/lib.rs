@@ -2,8 +2,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod cmd;
 pub mod cluster;
+pub mod cmd;
 pub mod config;
 pub mod embedded;
 pub mod telemetry;

@@ -80,9 +80,10 @@ impl Worker {
         cfg.validate().map_err(anyhow::Error::msg)?;
         let id = WorkerId::new(cfg.id.clone().unwrap_or_else(default_worker_id)).context("worker.id")?;
         let stream = js.get_stream(FRAMES).await.context("FRAMES stream not found; run `edgepool setup`")?;
-        let consumer: PullConsumer = stream.get_consumer(&cfg.consumer).await.map_err(|e| {
-            anyhow::anyhow!("consumer {FRAMES}/{} not found ({e}); run `edgepool setup`", cfg.consumer)
-        })?;
+        let consumer: PullConsumer = stream
+            .get_consumer(&cfg.consumer)
+            .await
+            .map_err(|e| anyhow::anyhow!("consumer {FRAMES}/{} not found ({e}); run `edgepool setup`", cfg.consumer))?;
         let max_deliver = consumer.cached_info().config.max_deliver;
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
