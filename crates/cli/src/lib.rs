@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod draw;
 pub mod embedded;
 pub mod telemetry;
 

@@ -156,7 +156,9 @@ mod annotate {
 
     use anyhow::Context as _;
     use edgepool_detector::Output;
-    use image::{Rgb, RgbImage};
+    use image::Rgb;
+
+    use crate::draw::{GLYPH_H, GLYPH_W, SCALE, draw_text, fill, rect_outline};
 
     /// Distinct, saturated colours; a class keeps its colour across images.
     const PALETTE: [[u8; 3]; 8] = [
@@ -169,11 +171,6 @@ mod annotate {
         [0, 128, 128],
         [170, 110, 40],
     ];
-
-    /// Glyph pixels are drawn as SCALE x SCALE squares.
-    const SCALE: u32 = 2;
-    const GLYPH_W: u32 = 5;
-    const GLYPH_H: u32 = 7;
 
     pub(super) fn write(encoded: &[u8], out: &Output, target: &Path) -> anyhow::Result<()> {
         // The detector already decoded (and limit-checked) these bytes, so decoding again here
@@ -200,96 +197,10 @@ mod annotate {
         Ok(())
     }
 
-    /// Sets a pixel if it is inside the image; everything drawn is clipped this way.
-    fn put(img: &mut RgbImage, x: u32, y: u32, c: Rgb<u8>) {
-        if x < img.width() && y < img.height() {
-            img.put_pixel(x, y, c);
-        }
-    }
-
-    /// Fills `[x0, x1) x [y0, y1)`, clipped.
-    fn fill(img: &mut RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32), c: Rgb<u8>) {
-        for y in y0..y1.min(img.height()) {
-            for x in x0..x1.min(img.width()) {
-                img.put_pixel(x, y, c);
-            }
-        }
-    }
-
-    /// A `t`-pixel-wide outline drawn inside `[x0, x1] x [y0, y1]`.
-    fn rect_outline(img: &mut RgbImage, (x0, y0, x1, y1): (u32, u32, u32, u32), t: u32, c: Rgb<u8>) {
-        let (x1, y1) = (x1.min(img.width().saturating_sub(1)), y1.min(img.height().saturating_sub(1)));
-        fill(img, (x0, y0, x1 + 1, y0 + t), c);
-        fill(img, (x0, (y1 + 1).saturating_sub(t), x1 + 1, y1 + 1), c);
-        fill(img, (x0, y0, x0 + t, y1 + 1), c);
-        fill(img, ((x1 + 1).saturating_sub(t), y0, x1 + 1, y1 + 1), c);
-    }
-
-    fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, c: Rgb<u8>) {
-        for (i, ch) in text.chars().enumerate() {
-            let gx = x + i as u32 * (GLYPH_W + 1) * SCALE;
-            for (row, bits) in glyph(ch).iter().enumerate() {
-                for col in 0..GLYPH_W {
-                    if bits & (1 << (GLYPH_W - 1 - col)) != 0 {
-                        for dy in 0..SCALE {
-                            for dx in 0..SCALE {
-                                put(img, gx + col * SCALE + dx, y + row as u32 * SCALE + dy, c);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// 5x7 glyphs, one row per byte (bit 4 is the leftmost pixel). Letters are drawn as
-    /// capitals, which read better at this size; anything else draws as a blank.
-    fn glyph(c: char) -> [u8; 7] {
-        match c.to_ascii_lowercase() {
-            'a' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-            'b' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-            'c' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-            'd' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-            'e' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-            'f' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-            'g' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-            'h' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-            'i' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-            'j' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-            'k' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-            'l' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-            'm' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-            'n' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-            'o' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-            'p' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-            'q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-            'r' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-            's' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-            't' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-            'u' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-            'v' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-            'w' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-            'x' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-            'y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
-            'z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-            '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-            '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-            '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-            '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-            '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-            '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-            '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-            '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-            '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-            '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-            '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
-            _ => [0; 7],
-        }
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::draw::glyph;
 
         #[test]
         fn every_label_character_has_a_glyph() {

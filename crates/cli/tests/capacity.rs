@@ -1,0 +1,49 @@
+//! Capacity-honest pulling: a worker never holds more frames than its free inference slots —
+//! not in fetch batches, not in pending pull requests, not in buffers — even when the queue is
+//! deep. This is what lets a slow device take only its share.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Pipeline, engine};
+use edgepool_wire::nats::{DETECTORS, FRAMES};
+use edgepool_worker::WorkerConfig;
+
+/// Samples the consumer for `window`; returns the largest (ack pending, waiting pulls) seen.
+async fn max_held(p: &Pipeline, window: Duration) -> (u64, u64, u64) {
+    let stream = p.js.get_stream(FRAMES).await.unwrap();
+    let (mut held, mut waiting, mut samples) = (0, 0, 0);
+    let end = Instant::now() + window;
+    while Instant::now() < end {
+        let c = stream.consumer_info(DETECTORS).await.unwrap();
+        assert!(c.num_pending > 0, "the queue must stay deep during the measurement");
+        held = held.max(c.num_ack_pending as u64);
+        waiting = waiting.max(c.num_waiting as u64);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    (held, waiting, samples)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_one_slot_worker_holds_at_most_one_frame_while_the_queue_is_deep() {
+    let mut p = Pipeline::start().await;
+    let sent = p.publish("deep", 40, 1).await;
+    assert_eq!(sent.len(), 40);
+
+    p.add_worker("slow", WorkerConfig { slots: 1, slowdown: 8.0, ..Default::default() }, engine()).await;
+    p.wait_results(1, Duration::from_secs(60)).await;
+    let (held, waiting, samples) = max_held(&p, Duration::from_secs(3)).await;
+    assert!(samples > 20, "{samples} samples");
+    assert_eq!(held, 1, "a 1-slot worker holds exactly one frame, never more (max ack pending seen: {held})");
+    assert!(waiting <= 1, "at most one pull request outstanding per slot, saw {waiting}");
+
+    // A second worker with 2 slots: the fleet holds at most 1 + 2.
+    p.add_worker("fast", WorkerConfig { slots: 2, ..Default::default() }, engine()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (held, waiting, _) = max_held(&p, Duration::from_secs(2)).await;
+    assert!(held <= 3, "fleet of 1 + 2 slots held {held} frames");
+    assert!(held + waiting <= 3, "held {held} plus {waiting} waiting pulls exceed the 3 slots");
+    p.shutdown().await;
+}
