@@ -45,6 +45,9 @@ pub struct NatsServer {
     store: PathBuf,
     conf: PathBuf,
     dir: TempDir,
+    /// Extra environment of the server process (config variables such as passwords and
+    /// certificate paths; nats-server resolves undefined `$VARS` from its environment).
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -62,7 +65,38 @@ impl NatsServer {
         let store = dir.path().join("jetstream");
         let conf = dir.path().join("nats-server.conf");
         fs::write(&conf, conf_text).unwrap();
-        let mut s = Self { child: None, url: String::new(), monitor_url: String::new(), port: 0, store, conf, dir };
+        let mut s = Self {
+            child: None,
+            url: String::new(),
+            monitor_url: String::new(),
+            port: 0,
+            store,
+            conf,
+            dir,
+            env: Vec::new(),
+        };
+        s.spawn(None);
+        s
+    }
+
+    /// Starts a server from a config file in place (so its relative `include`s resolve, e.g.
+    /// `nats/nats-server-secure.conf`), with `env` added to the server's environment for the
+    /// variables the file leaves to it (passwords, TLS file paths).
+    #[must_use]
+    pub fn start_with_conf_file(conf: &Path, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new().prefix("edgepool-nats-").tempdir().unwrap();
+        let store = dir.path().join("jetstream");
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut s = Self {
+            child: None,
+            url: String::new(),
+            monitor_url: String::new(),
+            port: 0,
+            store,
+            conf: conf.to_owned(),
+            dir,
+            env,
+        };
         s.spawn(None);
         s
     }
@@ -79,6 +113,7 @@ impl NatsServer {
             .arg(&self.store)
             .arg("--ports_file_dir")
             .arg(&ports_dir)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(fs::File::create(self.dir.path().join("server.log")).unwrap()))
             .spawn()

@@ -1,0 +1,482 @@
+//! Security: `nats/nats-server-secure.conf` (users of `nats/auth.conf`, TLS of `nats/tls.conf`)
+//! on a real nats-server, with a throwaway CA made here by the `openssl` CLI. Every allowance is
+//! shown working through the project's own client code (`NatsConfig::connect`, `Publisher`,
+//! `Worker`, `Sink`), and every denial is shown twice: the operation fails for the client, and
+//! the data it aimed at is unchanged (checked as admin) or the server logged the violation.
+//! docs/security.md describes the roles; this file is its proof.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer};
+use bytes::Bytes;
+use edgepool_camera::{Frame, Publisher, PublisherConfig};
+use edgepool_sink::{Sink, SinkConfig, SinkStats};
+use edgepool_testkit::nats::NatsServer;
+use edgepool_wire::nats::{DETECTIONS, FRAMES, NatsConfig, Secret};
+use edgepool_wire::{CameraId, ContentType, ResultMessage, Status};
+use edgepool_worker::{ARCH, Worker, WorkerConfig, WorkerMetrics};
+use futures::StreamExt;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+/// Roles of `nats/auth.conf` and the environment variable each one's password comes from.
+const USERS: [(&str, &str); 6] = [
+    ("admin", "EDGEPOOL_NATS_ADMIN_PASSWORD"),
+    ("worker", "EDGEPOOL_NATS_WORKER_PASSWORD"),
+    ("sink", "EDGEPOOL_NATS_SINK_PASSWORD"),
+    ("subscriber", "EDGEPOOL_NATS_SUBSCRIBER_PASSWORD"),
+    ("cam-1", "EDGEPOOL_NATS_CAMERA_CAM_1_PASSWORD"),
+    ("cam-2", "EDGEPOOL_NATS_CAMERA_CAM_2_PASSWORD"),
+];
+
+/// How long a denied request may take to fail: the server drops a denied publish (it sends the
+/// client an async -ERR), so the request times out rather than getting an answer.
+const DENIED_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// A throwaway CA and a server certificate for 127.0.0.1, made with the `openssl` CLI.
+struct TestCa {
+    dir: TempDir,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("edgepool-ca-").tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(
+            d,
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1"],
+                &[
+                    "-subj",
+                    "/CN=edgepool test CA",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            d,
+            &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                "2",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        );
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| {
+        panic!(
+            "the security tests make their test CA with the openssl CLI, which failed to start ({e}); install openssl"
+        )
+    });
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The secure broker as shipped, plus the credentials the test made for it.
+struct Secure {
+    server: NatsServer,
+    ca: TestCa,
+    passwords: Vec<(&'static str, String)>,
+}
+
+impl Secure {
+    fn start() -> Self {
+        let ca = TestCa::new();
+        // Fresh per run: nothing secret is committed, and no two tests share a password.
+        let salt =
+            format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let passwords: Vec<(&str, String)> = USERS.iter().map(|(u, _)| (*u, format!("{u}-pw-{salt}"))).collect();
+        let paths = [ca.path("server.pem"), ca.path("server.key"), ca.path("ca.pem")].map(|p| p.display().to_string());
+        let mut env: Vec<(&str, &str)> =
+            USERS.iter().zip(&passwords).map(|((_, var), (_, pw))| (*var, pw.as_str())).collect();
+        env.extend([
+            ("EDGEPOOL_NATS_TLS_CERT", paths[0].as_str()),
+            ("EDGEPOOL_NATS_TLS_KEY", paths[1].as_str()),
+            ("EDGEPOOL_NATS_TLS_CA", paths[2].as_str()),
+        ]);
+        let conf = edgepool_testkit::workspace_root().join("nats/nats-server-secure.conf");
+        let server = NatsServer::start_with_conf_file(&conf, &env);
+        Self { server, ca, passwords }
+    }
+
+    fn password(&self, user: &str) -> &str {
+        &self.passwords.iter().find(|(u, _)| *u == user).unwrap().1
+    }
+
+    /// Connection settings for `user`, exactly as a deployed binary would get them.
+    fn config(&self, user: &str) -> NatsConfig {
+        NatsConfig {
+            url: Some(self.server.url().to_owned()),
+            user: Some(user.to_owned()),
+            password: Some(Secret::new(self.password(user))),
+            tls_ca: Some(self.ca.path("ca.pem")),
+            ..NatsConfig::default()
+        }
+    }
+
+    async fn connect(&self, user: &str) -> async_nats::Client {
+        self.config(user).connect(&format!("test-{user}"), false).await.unwrap()
+    }
+
+    /// A JetStream context whose denied requests fail after [`DENIED_TIMEOUT`].
+    async fn js(&self, user: &str) -> jetstream::Context {
+        jetstream::ContextBuilder::new().timeout(DENIED_TIMEOUT).build(self.connect(user).await)
+    }
+
+    /// Connects as admin and runs setup (the admin's job).
+    async fn setup(&self) -> jetstream::Context {
+        let js = self.js("admin").await;
+        let applied = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
+        assert_eq!(applied.len(), 4, "{applied:?}");
+        js
+    }
+
+    /// Waits until the server log mentions `needle` (violations are logged asynchronously).
+    async fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.server.log().contains(needle) {
+            assert!(Instant::now() < deadline, "server log never mentioned {needle:?}:\n{}", self.server.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// How nats-server 2.x logs a denied publish or subscribe of `user`.
+fn violation(user: &str, kind: &str, subject: &str) -> String {
+    format!(r#""$G/user:{user}" - {kind} Violation - Subject "{subject}""#)
+}
+
+async fn messages(js: &jetstream::Context, stream: &str) -> u64 {
+    js.get_stream(stream).await.unwrap().get_info().await.unwrap().state.messages
+}
+
+fn jpeg() -> Bytes {
+    Bytes::from(std::fs::read(edgepool_testkit::photos_dir().join("grace_hopper.jpg")).unwrap())
+}
+
+/// Publishes one frame as `camera` through the camera's own code; returns `(acked, failed)`.
+async fn publish_frame(js: jetstream::Context, camera: &str) -> (u64, u64) {
+    let cfg = PublisherConfig {
+        attempts: 2,
+        ack_timeout: DENIED_TIMEOUT,
+        retry_backoff: Duration::from_millis(50),
+        ..PublisherConfig::default()
+    };
+    let mut p = Publisher::new(js, CameraId::new(camera).unwrap(), 1, cfg);
+    p.publish(Frame::now(jpeg(), ContentType::Jpeg)).await.unwrap();
+    let stats = p.flush().await;
+    (stats.acked, stats.failed)
+}
+
+#[tokio::test]
+async fn camera_publishes_its_own_frames_and_nothing_else() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let cam = s.js("cam-1").await;
+
+    assert_eq!(publish_frame(cam.clone(), "cam-1").await, (1, 0), "own subject: acked");
+    assert_eq!(publish_frame(cam.clone(), "cam-2").await, (0, 1), "another camera's subject: refused");
+    s.wait_log(&violation("cam-1", "Publish", "frames.cam-2")).await;
+    assert_eq!(messages(&admin, FRAMES).await, 1, "only cam-1's frame was stored");
+    let last = admin.get_stream(FRAMES).await.unwrap().get_last_raw_message_by_subject("frames.cam-1").await;
+    assert!(last.is_ok(), "the stored frame is cam-1's");
+
+    // Results and dead letters are not a camera's to write, and the API is not its to call.
+    let fake = cam.publish("detections.cam-1", Bytes::from_static(b"{}")).await.unwrap().await;
+    assert!(fake.is_err(), "camera published a result");
+    assert!(cam.get_stream(FRAMES).await.is_err(), "camera read stream info");
+    assert!(cam.delete_stream(FRAMES).await.is_err(), "camera deleted FRAMES");
+    assert_eq!(messages(&admin, DETECTIONS).await, 0);
+    assert_eq!(messages(&admin, FRAMES).await, 1);
+}
+
+#[tokio::test]
+async fn camera_cannot_subscribe_to_detections() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let cam = s.connect("cam-1").await;
+    let mut detections = cam.subscribe("detections.>").await.unwrap();
+    let mut frames = cam.subscribe("frames.>").await.unwrap();
+    cam.flush().await.unwrap();
+    s.wait_log(&violation("cam-1", "Subscription", "detections.>")).await;
+    s.wait_log(&violation("cam-1", "Subscription", "frames.>")).await;
+
+    // A worker publishes a result and a camera a frame; the camera's subscriptions see neither.
+    let worker = s.js("worker").await;
+    worker.publish("detections.cam-2", Bytes::from_static(b"{}")).await.unwrap().await.unwrap();
+    publish_frame(s.js("cam-2").await, "cam-2").await;
+    assert_eq!(messages(&admin, DETECTIONS).await, 1);
+    let got = tokio::time::timeout(Duration::from_millis(500), detections.next()).await;
+    assert!(!matches!(got, Ok(Some(_))), "camera received a detection: {got:?}");
+    let got = tokio::time::timeout(Duration::from_millis(100), frames.next()).await;
+    assert!(!matches!(got, Ok(Some(_))), "camera received another camera's frame: {got:?}");
+}
+
+#[tokio::test]
+async fn worker_processes_a_frame_end_to_end_with_least_privilege() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+
+    // The sink, as its own user: binds its consumer and counts results.
+    let stop = CancellationToken::new();
+    let stats = Arc::new(SinkStats::keeping_ids());
+    let sink = Sink::new(&prometheus::Registry::new(), Arc::clone(&stats)).unwrap();
+    let sink_js = jetstream::new(s.connect("sink").await);
+    let sink_task = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        tokio::spawn(async move { sink.run(sink_js, SinkConfig { replay: true, ..SinkConfig::default() }, stop).await })
+    };
+
+    // The worker, as its own user, with the real model.
+    let metrics = WorkerMetrics::register(&prometheus::Registry::new(), "w1", ARCH).unwrap();
+    let cfg = WorkerConfig { id: Some("w1".into()), ..WorkerConfig::default() };
+    let worker = Worker::new(jetstream::new(s.connect("worker").await), common::engine(), cfg, metrics).await.unwrap();
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
+
+    assert_eq!(publish_frame(s.js("cam-1").await, "cam-1").await, (1, 0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stats.summary().results < 1 {
+        assert!(Instant::now() < deadline, "no result within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary = stats.summary();
+    assert_eq!((summary.ok, summary.errors), (1, 0), "{summary:?}");
+    assert_eq!(messages(&admin, FRAMES).await, 0, "the frame was acked and left the work queue");
+    worker_stop.cancel();
+    let report = worker_task.await.unwrap();
+    assert_eq!(report.ok, 1);
+    stop.cancel();
+    sink_task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn worker_cannot_delete_purge_or_reconfigure() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    publish_frame(s.js("cam-1").await, "cam-1").await;
+    let worker = s.js("worker").await;
+
+    assert!(worker.delete_stream(FRAMES).await.is_err(), "worker deleted FRAMES");
+    s.wait_log(&violation("worker", "Publish", "$JS.API.STREAM.DELETE.FRAMES")).await;
+    let mut frames = worker.get_stream(FRAMES).await.expect("worker may read FRAMES info");
+    assert!(frames.purge().await.is_err(), "worker purged FRAMES");
+    s.wait_log(&violation("worker", "Publish", "$JS.API.STREAM.PURGE.FRAMES")).await;
+    assert!(frames.delete_consumer("detectors").await.is_err(), "worker deleted the consumer");
+    assert!(worker.delete_stream(DETECTIONS).await.is_err(), "worker deleted DETECTIONS");
+    let evil = consumer::pull::Config { durable_name: Some("evil".into()), ..Default::default() };
+    assert!(frames.create_consumer(evil).await.is_err(), "worker created a consumer");
+    assert!(frames.info().await.is_ok());
+    // Nor can it forge frames (which it would then take as work).
+    let forged = worker.publish("frames.cam-1", jpeg()).await.unwrap().await;
+    assert!(forged.is_err(), "worker published a frame");
+
+    assert_eq!(messages(&admin, FRAMES).await, 1, "FRAMES intact");
+    let consumers: Vec<String> =
+        admin.get_stream(FRAMES).await.unwrap().consumer_names().map(Result::unwrap).collect().await;
+    assert_eq!(consumers, ["detectors"]);
+}
+
+#[tokio::test]
+async fn subscriber_reads_detections_but_cannot_publish_frames() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let subscriber = s.js("subscriber").await;
+    let mut live = subscriber.client().subscribe("detections.>").await.unwrap();
+    subscriber.client().flush().await.unwrap();
+
+    let result = serde_json::json!({
+        "schema_version": 1, "camera": "cam-1", "seq": 1, "stream_seq": 1, "captured_at": null,
+        "processed_at": "2026-11-27T18:00:00Z", "worker": "w", "arch": "x86_64", "slowdown": 1.0, "model": "m",
+        "width": 0, "height": 0, "delivery": 1, "timings": {"queue_wait_ms": 0, "decode_ms": 0,
+        "preprocess_ms": 0, "inference_ms": 0, "postprocess_ms": 0, "total_ms": 0}, "status": "stale",
+        "detections": []});
+    let worker = s.js("worker").await;
+    worker.publish("detections.cam-1", serde_json::to_vec(&result).unwrap().into()).await.unwrap().await.unwrap();
+
+    // Live, and replayed through its own durable consumer on DETECTIONS.
+    let m = tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap();
+    assert_eq!(serde_json::from_slice::<ResultMessage>(&m.payload).unwrap().status, Status::Stale);
+    let stream = subscriber.get_stream(DETECTIONS).await.unwrap();
+    let cfg = consumer::pull::Config { durable_name: Some("dashboard".into()), ..Default::default() };
+    let c = stream.get_or_create_consumer("dashboard", cfg).await.unwrap();
+    let mut batch = c.fetch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
+    let m = batch.next().await.unwrap().unwrap();
+    assert_eq!(m.subject.as_str(), "detections.cam-1");
+    m.double_ack().await.unwrap();
+
+    // It cannot inject frames, take work from FRAMES, or delete what it reads.
+    let forged = subscriber.publish("frames.cam-1", jpeg()).await.unwrap().await;
+    assert!(forged.is_err(), "subscriber published a frame");
+    s.wait_log(&violation("subscriber", "Publish", "frames.cam-1")).await;
+    assert!(subscriber.get_stream(FRAMES).await.is_err(), "subscriber read FRAMES");
+    let client = subscriber.client();
+    let pull = client.request("$JS.API.CONSUMER.MSG.NEXT.FRAMES.detectors", "1".into());
+    let pull = tokio::time::timeout(DENIED_TIMEOUT, pull).await;
+    assert!(!matches!(pull, Ok(Ok(_))), "subscriber pulled from the workers' consumer: {pull:?}");
+    assert!(subscriber.delete_stream(DETECTIONS).await.is_err(), "subscriber deleted DETECTIONS");
+    assert!(stream.delete_consumer("dashboard").await.is_err(), "subscriber deleted a consumer");
+    assert_eq!(messages(&admin, FRAMES).await, 0);
+    assert_eq!(messages(&admin, DETECTIONS).await, 1);
+}
+
+#[tokio::test]
+async fn admin_runs_setup_but_does_not_touch_data() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let again = edgepool_wire::nats::apply(&admin, Default::default()).await.unwrap();
+    assert!(again.iter().all(|a| a.change == edgepool_wire::nats::Change::Unchanged), "{again:?}");
+    let forged = admin.publish("frames.cam-1", jpeg()).await.unwrap().await;
+    assert!(forged.is_err(), "admin published a frame");
+    assert_eq!(messages(&admin, FRAMES).await, 0);
+}
+
+#[tokio::test]
+async fn unauthenticated_and_wrong_credentials_are_refused() {
+    let s = Secure::start();
+    let refused = |cfg: NatsConfig| async move {
+        let err = cfg.connect("test-refused", false).await.expect_err("connection accepted");
+        err.to_string()
+    };
+    let anonymous = NatsConfig { user: None, password: None, ..s.config("admin") };
+    let wrong = NatsConfig { password: Some(Secret::new("not-the-password")), ..s.config("admin") };
+    let unknown = NatsConfig { user: Some("root".into()), ..s.config("admin") };
+    // A camera's password does not open another camera's account.
+    let swapped = NatsConfig { password: Some(Secret::new(s.password("cam-2"))), ..s.config("cam-1") };
+    for (what, cfg) in
+        [("anonymous", anonymous), ("wrong password", wrong), ("unknown user", unknown), ("swapped", swapped)]
+    {
+        let e = refused(cfg).await;
+        assert!(e.to_lowercase().contains("authorization"), "{what}: {e}");
+    }
+    s.wait_log(r#"authentication error - User "root""#).await;
+    // The right credentials do connect (the refusals above are about credentials, not TLS).
+    s.connect("admin").await;
+}
+
+#[tokio::test]
+async fn plaintext_connections_are_refused() {
+    let s = Secure::start();
+    let addr = s.server.url().rsplit("//").next().unwrap().to_owned();
+
+    // A raw plaintext client: the server announces tls_required, and a plaintext CONNECT with
+    // valid credentials gets no PONG, only a closed connection.
+    let mut tcp = TcpStream::connect(&addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut info = [0u8; 4096];
+    let n = tcp.read(&mut info).unwrap();
+    let info = String::from_utf8_lossy(&info[..n]).into_owned();
+    assert!(info.starts_with("INFO ") && info.contains(r#""tls_required":true"#), "{info}");
+    let connect =
+        format!("CONNECT {{\"verbose\":false,\"user\":\"admin\",\"pass\":\"{}\"}}\r\nPING\r\n", s.password("admin"));
+    tcp.write_all(connect.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let _ = tcp.read_to_end(&mut reply); // EOF (or reset) once the server gives up on the handshake
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(!reply.contains("PONG"), "plaintext client was served: {reply}");
+
+    // Our client without the CA refuses the server instead (unknown issuer): no silent downgrade.
+    let no_ca = NatsConfig { tls_ca: None, ..s.config("admin") };
+    assert!(no_ca.connect("test-no-ca", false).await.is_err());
+}
+
+/// The `edgepool` binary with a secret in its environment, as a Kubernetes Secret would set it.
+fn edgepool(args: &[&str], secret: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgepool"))
+        .args(args)
+        .env("EDGEPOOL_NATS_PASSWORD", secret)
+        .env("EDGEPOOL_NATS_TOKEN", secret)
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn credentials_never_appear_in_help_check_or_logs() {
+    let secret = "s3cr3t-do-not-print-7f1c";
+    // (`camera --help` is left out: in debug builds clap's debug assertions panic on the camera
+    // command's `conflicts_with = "r#loop"`, reported separately.)
+    for args in [&["worker", "--help"][..], &["--help"], &["sink", "--help"], &["setup", "--help"]] {
+        let (ok, text) = edgepool(args, secret);
+        assert!(ok, "{args:?}: {text}");
+        assert!(!text.contains(secret), "{args:?} printed the secret:\n{text}");
+    }
+
+    let (ok, text) = edgepool(&["--check", "worker"], secret);
+    assert!(ok, "{text}");
+    assert!(!text.contains(secret), "--check printed the secret:\n{text}");
+    assert!(text.contains("<redacted>"), "--check does not show that a password is set:\n{text}");
+
+    // A failing connection at trace level: the error and every log line leave the secret out.
+    let s = Secure::start();
+    let ca = s.ca.path("ca.pem").display().to_string();
+    let url = s.server.url().to_owned();
+    let (ok, text) = edgepool(&["--nats-url", &url, "--nats-user", "admin", "--nats-tls-ca", &ca, "setup"], secret);
+    assert!(!ok, "setup with a wrong password succeeded: {text}");
+    assert!(text.to_lowercase().contains("authorization"), "{text}");
+    assert!(!text.contains(secret), "setup logged the secret:\n{text}");
+
+    // And with the right password, over TLS, the CLI's setup works as admin but not as worker.
+    let run = |user: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgepool"))
+            .args(["--nats-url", &url, "--nats-user", user, "--nats-tls-ca", &ca, "setup"])
+            .env("EDGEPOOL_NATS_PASSWORD", s.password(user))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = run("worker");
+    assert!(!ok, "a worker ran setup: {text}");
+    let (ok, text) = run("admin");
+    assert!(ok, "admin setup failed: {text}");
+    assert!(!text.contains(s.password("admin")), "setup printed the admin password:\n{text}");
+}
