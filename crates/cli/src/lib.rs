@@ -103,6 +103,8 @@ pub enum Command {
     Watch(cmd::watch::WatchArgs),
     /// Run the whole pipeline locally on an embedded nats-server, with a summary.
     Demo(cmd::demo::DemoArgs),
+    /// The fleet: workers and their share, queue depth, rates, replicas needed per arch.
+    Status(cmd::status::StatusArgs),
     /// Print docs/metrics.md, generated from the metric catalog.
     MetricsDoc,
     /// Benchmarks that print ratios measured side by side in one run.
@@ -136,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Sink(a) => cmd::sink::run(&cli.global, a),
         Command::Watch(a) => cmd::watch::run(&cli.global, a),
         Command::Demo(a) => cmd::demo::run(&cli.global, a),
+        Command::Status(a) => cmd::status::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

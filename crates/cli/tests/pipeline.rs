@@ -53,7 +53,7 @@ async fn setup_is_idempotent_and_reports_changes() {
     let server = edgepool_testkit::nats::NatsServer::start();
     let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
     let first = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
-    assert_eq!(first.len(), 4);
+    assert_eq!(first.len(), 5, "3 streams, the consumer, the fleet registry");
     assert!(first.iter().all(|a| a.change == Change::Created), "{first:?}");
 
     let second = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();

@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod detection;
+pub mod fleet;
 pub mod frame;
 pub mod ids;
 pub mod metrics;

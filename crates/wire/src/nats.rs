@@ -253,6 +253,25 @@ pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Ap
         Err(e) => return Err(e.into()),
     };
     report.push(Applied { kind: "consumer", name: format!("{FRAMES}/{DETECTORS}"), change });
+
+    // The fleet registry: a key-value bucket whose entries expire unless refreshed.
+    let change = match js.get_key_value(crate::fleet::BUCKET).await {
+        Ok(_) => Change::Unchanged,
+        Err(_) => {
+            js.create_key_value(jetstream::kv::Config {
+                bucket: crate::fleet::BUCKET.to_owned(),
+                description: "edgepool workers: id, arch, slots, measured frames/s (expire when not refreshed)".into(),
+                history: 1,
+                max_age: crate::fleet::TTL,
+                storage: stream::StorageType::Memory,
+                num_replicas: opts.replicas.unwrap_or(1),
+                ..Default::default()
+            })
+            .await?;
+            Change::Created
+        }
+    };
+    report.push(Applied { kind: "kv", name: crate::fleet::BUCKET.to_owned(), change });
     Ok(report)
 }
 

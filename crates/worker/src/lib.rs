@@ -11,6 +11,7 @@ pub mod engine;
 pub mod metrics;
 pub mod outcome;
 mod process;
+pub mod registry;
 mod run;
 
 pub use config::WorkerConfig;

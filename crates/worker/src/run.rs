@@ -67,6 +67,7 @@ pub(crate) struct Counts {
 pub struct Worker {
     ctx: Arc<Ctx>,
     consumer: PullConsumer,
+    registry: Option<jetstream::kv::Store>,
 }
 
 impl Worker {
@@ -88,8 +89,16 @@ impl Worker {
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
         let max_payload = usize::try_from(js.client().server_info().max_payload).unwrap_or(usize::MAX);
+        let js_for_registry = js.clone();
         let ctx = Arc::new(Ctx { js, id, engine, cfg, metrics, max_deliver, counts: Counts::default(), max_payload });
-        Ok(Self { ctx, consumer })
+        let registry = match js_for_registry.get_key_value(edgepool_wire::fleet::BUCKET).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(error = %e, "fleet registry bucket missing (run `edgepool setup`); not registering");
+                None
+            }
+        };
+        Ok(Self { ctx, consumer, registry })
     }
 
     /// The worker's id.
@@ -107,6 +116,9 @@ impl Worker {
         let tracker = tokio_util::task::TaskTracker::new();
         for slot in 0..ctx.cfg.slots {
             tracker.spawn(slot_loop(Arc::clone(&ctx), self.consumer.clone(), slot, shutdown.clone()));
+        }
+        if let Some(store) = self.registry {
+            tracker.spawn(crate::registry::keep_fresh(Arc::clone(&ctx), store, shutdown.clone()));
         }
         tracker.close();
         shutdown.cancelled().await;

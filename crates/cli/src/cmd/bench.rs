@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{bench_detect, bench_memory, bench_pipeline};
+use super::{bench_detect, bench_memory, bench_pipeline, bench_skew};
 use crate::Global;
 
 #[derive(Debug, clap::Subcommand)]
@@ -12,6 +12,8 @@ pub enum BenchCommand {
     Detect(bench_detect::BenchDetectArgs),
     /// Pipeline overhead over raw JetStream, and cluster throughput against the bare detector.
     Pipeline(bench_pipeline::PipelineArgs),
+    /// Pooled pull vs round-robin on emulated devices of different speeds (the headline claim).
+    Skew(bench_skew::SkewArgs),
     /// Resident memory of a worker, a sink and a camera at a steady load.
     Memory(bench_memory::MemoryArgs),
 }
@@ -22,5 +24,6 @@ pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Detect(args) => bench_detect::run(args),
         BenchCommand::Pipeline(args) => bench_pipeline::run(global, args),
         BenchCommand::Memory(args) => bench_memory::run(global, args),
+        BenchCommand::Skew(args) => bench_skew::run(global, args),
     }
 }

@@ -4,11 +4,14 @@ pub mod bench;
 pub mod bench_detect;
 pub mod bench_memory;
 pub mod bench_pipeline;
+pub mod bench_skew;
 pub mod camera;
 pub mod demo;
 pub mod detect;
 pub mod setup;
 pub mod sink;
+pub mod skew_chart;
+pub mod status;
 pub mod watch;
 pub mod worker;
 
