@@ -9,6 +9,7 @@
 pub mod config;
 pub mod engine;
 pub mod metrics;
+pub mod models;
 pub mod outcome;
 mod process;
 pub mod registry;

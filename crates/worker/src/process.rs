@@ -39,6 +39,9 @@ struct Envelope {
     captured_at: Option<OffsetDateTime>,
     traceparent: Option<String>,
     taken_at: OffsetDateTime,
+    /// The model version that computed the result, once inference ran (it may differ from the
+    /// engine's current version after a hot-swap).
+    model: Option<std::sync::Arc<str>>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -63,6 +66,7 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
         captured_at: None,
         traceparent: None,
         taken_at,
+        model: None,
     };
 
     let meta = match FrameMeta::parse(&msg.subject, |k| header_str(headers, k), &msg.payload) {
@@ -102,7 +106,9 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
 
     // Inference runs on a blocking thread with this slot's own buffers; progress acks keep the
     // frame ours while it runs (a Raspberry Pi may need longer than ack_wait on a bad day).
-    let mut slot = runner.take().unwrap_or_else(|| ctx.engine.runner());
+    // The slot's runner is rebuilt only when the model was hot-swapped since its last frame.
+    let mut slot = ctx.engine.runner_for(runner.take());
+    env.model = Some(std::sync::Arc::clone(slot.version()));
     let payload: Bytes = msg.payload.clone();
     let job = tokio::task::spawn_blocking(move || {
         let out = slot.run(&payload);
@@ -273,7 +279,7 @@ async fn publish_result(
         arch: crate::ARCH.to_owned(),
         device_label: ctx.cfg.label.clone(),
         slowdown: ctx.cfg.slowdown,
-        model: ctx.engine.version().to_owned(),
+        model: env.model.as_deref().map_or_else(|| ctx.engine.version(), str::to_owned),
         width,
         height,
         delivery: env.delivered,
