@@ -28,7 +28,12 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// The model cache directory (also used by `tools/model/fetch_model.py`).
     /// Default: `$XDG_CACHE_HOME/edgepool/models` or `~/.cache/edgepool/models`.
+    /// Models fetched by `name` are cached here as `<name>-<sha256>.onnx`.
     pub dir: Option<PathBuf>,
+    /// Load this model by name from the NATS Object Store bucket `MODELS` (pushed with
+    /// `edgepool model push`) instead of `path`, verify its digest, and hot-swap when a new
+    /// version is pushed. See docs/models.md.
+    pub name: Option<edgepool_worker::models::ModelName>,
 }
 
 impl ModelConfig {

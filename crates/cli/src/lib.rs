@@ -97,6 +97,9 @@ pub enum Command {
     Camera(cmd::camera::CameraArgs),
     /// Pull frames from the shared work queue, detect objects, publish results.
     Worker(cmd::worker::WorkerArgs),
+    /// Models in the NATS Object Store bucket MODELS, loaded by name by workers.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
     /// Read results: dedupe, Prometheus metrics, JSONL file, live feed (/events).
     Sink(cmd::sink::SinkArgs),
     /// Tail detection results in the terminal.
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
         Command::Setup(a) => cmd::setup::run(&cli.global, a),
         Command::Camera(a) => cmd::camera::run(&cli.global, a),
         Command::Worker(a) => cmd::worker::run(&cli.global, a),
+        Command::Model(m) => cmd::model::run(&cli.global, m),
         Command::Sink(a) => cmd::sink::run(&cli.global, a),
         Command::Watch(a) => cmd::watch::run(&cli.global, a),
         Command::Demo(a) => cmd::demo::run(&cli.global, a),

@@ -8,6 +8,7 @@ pub mod bench_skew;
 pub mod camera;
 pub mod demo;
 pub mod detect;
+pub mod model;
 pub mod setup;
 pub mod sink;
 pub mod skew_chart;

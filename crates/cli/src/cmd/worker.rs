@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use edgepool_detector::{DetectorConfig, Model};
 use edgepool_sink::http::{Readiness, probes, serve};
+use edgepool_worker::models::{ModelName, ModelSource};
 use edgepool_worker::{ARCH, Engine, Worker, WorkerMetrics};
 
 use crate::config::Overrides;
@@ -33,8 +34,12 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub slowdown: Option<f64>,
     /// The ONNX model file (default: the model cache, see `cargo xtask model`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model_name")]
     pub model: Option<PathBuf>,
+    /// Load the model by name from the NATS Object Store bucket MODELS instead of a file, cache
+    /// it in `model.dir`, and hot-swap when a new version is pushed [env: EDGEPOOL_MODEL_NAME].
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<ModelName>,
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -62,6 +67,24 @@ pub fn load_engine(path: &Path, detector: &DetectorConfig) -> anyhow::Result<Eng
     Ok(Engine::Model { model, version })
 }
 
+/// The model named by `model.name`, fetched from the MODELS bucket (or the verified cache in
+/// `model.dir`) and loaded; a background task hot-swaps it on new versions until `shutdown`.
+pub async fn model_from_nats(
+    js: &async_nats::jetstream::Context,
+    cfg: &crate::config::Config,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Engine> {
+    let name = cfg.model.name.clone().context("model.name is not set")?;
+    if cfg.model.path.is_some() {
+        tracing::warn!("model.path is ignored: model.name is set, so the model comes from NATS");
+    }
+    let dir = cfg.model.dir.clone().unwrap_or_else(edgepool_detector::default_model_dir);
+    let source = ModelSource::open(js, name.clone(), dir, cfg.detector.clone()).await?;
+    let (live, hot_swap) = source.start().await.with_context(|| format!("loading model {name} from NATS"))?;
+    tokio::spawn(hot_swap.run(shutdown));
+    Ok(Engine::Live(live))
+}
+
 pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut flags = Overrides::default();
     flags
@@ -71,13 +94,18 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .set("worker.slowdown", args.slowdown)
         .set("worker.listen", args.listen.map(|a| a.to_string()))
         .set("detector.threads", args.threads.map(|v| v as u64))
-        .path("model.path", args.model.as_deref());
+        .path("model.path", args.model.as_deref())
+        .set("model.name", args.model_name.map(String::from));
     let cfg = load_config(global, &flags)?;
     if global.check {
         return Ok(print_check(&cfg));
     }
     telemetry::init(&cfg.log, "info");
-    let engine = load_engine(&cfg.model.resolved_path(), &cfg.detector)?;
+    // A model by name needs NATS, so it is fetched once connected; a file is loaded right away.
+    let engine = match &cfg.model.name {
+        None => Some(load_engine(&cfg.model.resolved_path(), &cfg.detector)?),
+        Some(_) => None,
+    };
     runtime()?.block_on(async move {
         let shutdown = super::shutdown_on_signals();
         let registry = prometheus::Registry::new();
@@ -98,6 +126,10 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
+        let engine = match engine {
+            Some(e) => e,
+            None => model_from_nats(&js, &cfg, shutdown.clone()).await?,
+        };
         let worker = Worker::new(js, engine, wcfg, metrics).await?;
         ready.set(true);
         let report = worker.run(shutdown).await;
