@@ -26,9 +26,10 @@ pub struct PushArgs {
     /// The name workers select it by (`model.name`, EDGEPOOL_MODEL_NAME, `--model-name`).
     #[arg(long)]
     pub name: ModelName,
-    /// Replicas of the bucket when this push creates it (3 on a 3-node JetStream cluster).
-    #[arg(long, default_value_t = 1)]
-    pub replicas: usize,
+    /// Replicas of the bucket when this push creates it. Default: as many as the FRAMES stream
+    /// has (3 after `edgepool setup --replicas 3`), else 1.
+    #[arg(long)]
+    pub replicas: Option<usize>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
@@ -56,7 +57,15 @@ pub fn run(global: &Global, command: ModelCommand) -> anyhow::Result<ExitCode> {
         let js = async_nats::jetstream::new(client.clone());
         match command {
             ModelCommand::Push(a) => {
-                let pushed = models::push(&js, &a.file, &a.name, a.replicas).await?;
+                let replicas = match a.replicas {
+                    Some(r) => r,
+                    // Models are as critical as frames: without one no worker starts.
+                    None => match js.get_stream(edgepool_wire::nats::FRAMES).await {
+                        Ok(s) => s.cached_info().config.num_replicas,
+                        Err(_) => 1,
+                    },
+                };
+                let pushed = models::push(&js, &a.file, &a.name, replicas).await?;
                 if a.json {
                     println!("{}", serde_json::to_string(&pushed)?);
                 } else {
