@@ -49,6 +49,13 @@ pub struct WorkerConfig {
     /// `detectors`; benchmarks bind workers to their own consumers to build a round-robin
     /// baseline.
     pub consumer: String,
+    /// NATS >= 2.11 priority group to pull in. Required when the consumer defines
+    /// `priority_groups` (see docs/architecture.md, "Overflow").
+    pub priority_group: Option<String>,
+    /// With the consumer's `overflow` priority policy: only take frames while at least this many
+    /// are pending. Set it on slow devices so they serve the backlog and leave the
+    /// latency-critical head of the queue to fast ones.
+    pub overflow_min_pending: Option<u64>,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +74,8 @@ impl Default for WorkerConfig {
             publish_attempts: 5,
             listen: None,
             consumer: edgepool_wire::nats::DETECTORS.to_owned(),
+            priority_group: None,
+            overflow_min_pending: None,
         }
     }
 }
@@ -85,6 +94,9 @@ impl WorkerConfig {
         }
         if self.progress_interval.is_zero() {
             return Err("worker.progress_interval must be positive".into());
+        }
+        if self.overflow_min_pending.is_some() && self.priority_group.is_none() {
+            return Err("worker.overflow_min_pending needs worker.priority_group".into());
         }
         if self.publish_attempts == 0 {
             return Err("worker.publish_attempts must be at least 1".into());

@@ -146,7 +146,14 @@ async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, slot: usize, shutdown:
     let mut runner: Option<Runner> = None;
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
-        let batch = consumer.batch().max_messages(1).expires(ctx.cfg.pull_expires).messages().await;
+        let mut request = consumer.batch().max_messages(1).expires(ctx.cfg.pull_expires);
+        if let Some(group) = &ctx.cfg.priority_group {
+            request = request.group(group.as_str());
+            if let Some(min) = ctx.cfg.overflow_min_pending {
+                request = request.min_pending(usize::try_from(min).unwrap_or(usize::MAX));
+            }
+        }
+        let batch = request.messages().await;
         let mut batch = match batch {
             Ok(b) => {
                 failures = 0;

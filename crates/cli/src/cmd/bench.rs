@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::{bench_detect, bench_memory, bench_pipeline, bench_skew};
+use super::{bench_detect, bench_memory, bench_overload, bench_pipeline, bench_skew};
 use crate::Global;
 
 #[derive(Debug, clap::Subcommand)]
@@ -14,6 +14,8 @@ pub enum BenchCommand {
     Pipeline(bench_pipeline::PipelineArgs),
     /// Pooled pull vs round-robin on emulated devices of different speeds (the headline claim).
     Skew(bench_skew::SkewArgs),
+    /// Latency and stale drops at 50/100/150 % of fleet capacity; the overflow priority policy.
+    Overload(bench_overload::OverloadArgs),
     /// Resident memory of a worker, a sink and a camera at a steady load.
     Memory(bench_memory::MemoryArgs),
 }
@@ -25,5 +27,6 @@ pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Pipeline(args) => bench_pipeline::run(global, args),
         BenchCommand::Memory(args) => bench_memory::run(global, args),
         BenchCommand::Skew(args) => bench_skew::run(global, args),
+        BenchCommand::Overload(args) => bench_overload::run(global, args),
     }
 }

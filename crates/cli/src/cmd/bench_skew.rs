@@ -83,7 +83,7 @@ pub struct SkewReport {
     pub per_worker: Vec<WorkerRow>,
 }
 
-fn worker_id(i: usize, slowdown: f64) -> String {
+pub(crate) fn worker_id(i: usize, slowdown: f64) -> String {
     format!("w{}-x{slowdown}", i + 1).replace('.', "_")
 }
 
@@ -134,7 +134,7 @@ fn run_of(cluster: &LocalCluster, n: u64, seconds: f64) -> Run {
 }
 
 /// A worker alone on a deep queue: completions per second between its first and last result.
-async fn capacity(
+pub(crate) async fn capacity(
     nats: &edgepool_wire::nats::NatsConfig,
     engine: &Engine,
     photos: &[(String, ContentType, Bytes)],

@@ -196,30 +196,4 @@ mod annotate {
         img.save_with_format(target, image::ImageFormat::Png).context("writing PNG")?;
         Ok(())
     }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use crate::draw::glyph;
-
-        #[test]
-        fn every_label_character_has_a_glyph() {
-            for id in 0..=90u16 {
-                for c in edgepool_detector::coco_label(id).unwrap_or_default().chars() {
-                    assert!(c == ' ' || glyph(c) != [0; 7], "no glyph for {c:?}");
-                }
-            }
-            for c in "0123456789.".chars() {
-                assert_ne!(glyph(c), [0; 7]);
-            }
-        }
-
-        #[test]
-        fn drawing_is_clipped_at_the_edges() {
-            let mut img = RgbImage::new(10, 10);
-            draw_text(&mut img, 8, 8, "person 0.99", Rgb([255, 255, 255]));
-            rect_outline(&mut img, (5, 5, 50, 50), 3, Rgb([255, 0, 0]));
-            assert_eq!(img.get_pixel(9, 9), &Rgb([255, 0, 0]));
-        }
-    }
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_detect;
 pub mod bench_memory;
+pub mod bench_overload;
 pub mod bench_pipeline;
 pub mod bench_skew;
 pub mod camera;
