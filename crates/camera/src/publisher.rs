@@ -239,6 +239,7 @@ impl Publisher {
             traceparent: frame.traceparent,
         };
         let headers = frame_headers(&meta);
+        let traceparent = meta.traceparent.clone();
         let js = self.js.clone();
         let subject = self.subject.clone();
         let cfg = self.cfg.clone();
@@ -262,7 +263,10 @@ impl Publisher {
                 };
                 match ack {
                     Ok(Ok(ack)) if ack.duplicate => return Outcome { seq, result: AckResult::Duplicate, retries },
-                    Ok(Ok(_)) => return Outcome { seq, result: AckResult::Stored, retries },
+                    Ok(Ok(ack)) => {
+                        tracing::debug!(%subject, %seq, stream_seq = ack.sequence, traceparent = traceparent.as_deref().unwrap_or(""), "frame stored");
+                        return Outcome { seq, result: AckResult::Stored, retries };
+                    }
                     Ok(Err(e)) => tracing::debug!(%e, %seq, "publish not acked, retrying"),
                     Err(_) => tracing::debug!(%seq, "publish ack timed out, retrying"),
                 }

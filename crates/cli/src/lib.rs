@@ -108,6 +108,8 @@ pub enum Command {
     Demo(cmd::demo::DemoArgs),
     /// The fleet: workers and their share, queue depth, rates, replicas needed per arch.
     Status(cmd::status::StatusArgs),
+    /// A live terminal view of the fleet: per-worker fps, share, busy ratio; queue; p99 latency.
+    Top(cmd::top::TopArgs),
     /// Print docs/metrics.md, generated from the metric catalog.
     MetricsDoc,
     /// Benchmarks that print ratios measured side by side in one run.
@@ -143,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Watch(a) => cmd::watch::run(&cli.global, a),
         Command::Demo(a) => cmd::demo::run(&cli.global, a),
         Command::Status(a) => cmd::status::run(&cli.global, a),
+        Command::Top(a) => cmd::top::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -46,6 +46,22 @@ async fn workers_register_measured_capacity_and_status_reports_the_fleet() {
     assert!((total - 1.0).abs() < 1e-6 || s.fleet_fps == 0.0);
     assert_eq!(s.sizing.len(), 1, "one arch on this machine");
     assert!(s.sizing[0].replicas_alone.is_some());
+    // `edgepool top --once` shows the same fleet from another process.
+    let url = p.server.url().to_owned();
+    let top = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_edgepool"))
+            .args(["top", "--once", "--nats-url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let screen = String::from_utf8_lossy(&top.stdout);
+    assert!(top.status.success(), "{screen}\n{}", String::from_utf8_lossy(&top.stderr));
+    for needle in ["quick", "slowpoke", "4x", "pending", "p99"] {
+        assert!(screen.contains(needle), "`top` lacks {needle:?}:\n{screen}");
+    }
+
     publishing.abort();
     // A stopped worker removes its entry at once instead of waiting for the TTL.
     let (_, token, handle) = p.workers.remove(0);

@@ -206,6 +206,10 @@ impl Sink {
             return;
         }
         self.metrics.record(&result, e2e, now.unix_timestamp_nanos() as f64 / 1e9);
+        tracing::debug!(
+            camera = %result.camera, seq = ?result.seq, worker = %result.worker, status = result.status.as_str(),
+            traceparent = result.traceparent.as_deref().unwrap_or(""), e2e_s = e2e.unwrap_or(f64::NAN), "result"
+        );
         let json: Arc<str> = String::from_utf8_lossy(payload).into();
         if let Some(w) = jsonl {
             let mut line = Vec::with_capacity(json.len() + 1);

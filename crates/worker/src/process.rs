@@ -84,8 +84,6 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
     env.seq = Some(meta.seq.0);
     env.captured_at = Some(meta.captured_at);
     env.traceparent = meta.traceparent.clone();
-    let span = tracing::debug_span!("frame", camera = %meta.camera, seq = meta.seq.0, traceparent = meta.traceparent.as_deref().unwrap_or(""));
-    let _enter = span.enter();
 
     let age = taken_at - meta.captured_at;
     let queue_wait = Duration::try_from(age).unwrap_or(Duration::ZERO);
@@ -157,8 +155,16 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
         total_ms: ms(taken.elapsed()),
     };
     let size = Some((inferred.width, inferred.height));
+    let found = inferred.detections.len();
     match publish_result(ctx, &env, Status::Ok, None, Some((size, inferred.detections)), timings).await {
         Ok(()) => {
+            // One line per frame at debug: with the W3C trace id, a frame can be followed from
+            // the camera through the worker to the sink (RUST_LOG=edgepool_worker=debug).
+            tracing::debug!(
+                worker = %ctx.id, camera = %env.camera, seq = ?env.seq,
+                traceparent = env.traceparent.as_deref().unwrap_or(""), detections = found,
+                total_ms = timings.total_ms, "frame done"
+            );
             m.ok.inc();
             Outcome::Done
         }
@@ -200,7 +206,10 @@ async fn retry_or_poison(ctx: &Ctx, msg: &Message, env: &Envelope, reason: &'sta
 
 /// Dead-letters the frame with its reason, publishes an error result, and terminates it.
 async fn poison(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str, timings: Timings) -> Outcome {
-    tracing::info!(worker = %ctx.id, camera = %env.camera, seq = ?env.seq, kind, error = why, "poison frame");
+    tracing::info!(
+        worker = %ctx.id, camera = %env.camera, seq = ?env.seq, traceparent = env.traceparent.as_deref().unwrap_or(""),
+        kind, error = why, "poison frame"
+    );
     if let Err(e) = dead_letter(ctx, msg, env, kind, why).await {
         return retry(ctx, "deadletter_failed", &e.to_string(), env.delivered);
     }

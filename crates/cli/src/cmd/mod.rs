@@ -14,6 +14,7 @@ pub mod setup;
 pub mod sink;
 pub mod skew_chart;
 pub mod status;
+pub mod top;
 pub mod watch;
 pub mod worker;
 
