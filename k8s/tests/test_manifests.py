@@ -58,12 +58,7 @@ CRD_SCHEMAS = {
 # Arguments the binary does not accept yet because the work that adds them is in progress. A
 # container failing `--check` only because of these is reported as PENDING, not failed; set
 # K8S_CHECK_STRICT=1 to fail on them. Remove an entry once its work has landed.
-PENDING = {
-    # TODO(issue 6 part 2, models over NATS): workers load the model by name from the MODELS
-    # object store bucket, and `edgepool model push` fills it.
-    "env:EDGEPOOL_MODEL_NAME": "model.name (models over NATS, issue 6 part 2)",
-    "subcommand:model": "`edgepool model push` (models over NATS, issue 6 part 2)",
-}
+PENDING: dict[str, str] = {}
 
 # Peers outside the namespace, as the NetworkPolicy model sees them.
 PROMETHEUS = {"name": "prometheus", "namespace": "observability", "labels": {"app.kubernetes.io/name": "prometheus"}}
