@@ -102,3 +102,7 @@ k8s-sync:
 # Render and check every overlay without a cluster (schemas, --check, selectors, policies).
 k8s-check:
     bash .ci/k8s-checks.sh
+
+# Fuzz the frame, result and image parsers for SECONDS each (fuzz/, docs/reliability.md).
+fuzz seconds="60" *TARGETS:
+    bash .ci/fuzz.sh {{seconds}} {{TARGETS}}
