@@ -68,6 +68,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(back, result);
 
     // (c) The canonical headers of the parsed metadata parse back to the same metadata.
+    // Known defect (docs/reliability.md, "Fuzzing", finding 2; reproducer in
+    // fuzz/known-issues/frame_meta): `format_time` writes 1970-01-01 for a time whose UTC year
+    // leaves 0..=9999, e.g. `0000-01-01T00:00:00+00:01`. Skipped until fixed, so the target
+    // keeps looking for other defects; remove this when the reproducer moves to regressions/.
+    if !(0..=9999).contains(&meta.captured_at.to_offset(time::UtcOffset::UTC).year()) {
+        return;
+    }
     let canonical = [
         (header::MSG_ID.to_owned(), msg_id(&meta.camera, meta.seq)),
         (header::CONTENT_TYPE.to_owned(), meta.content_type.as_str().to_owned()),
