@@ -31,7 +31,7 @@ pub struct CameraArgs {
     #[arg(long)]
     pub fps: Option<f64>,
     /// Publish this many frames, cycling through the sources (default: each source once).
-    #[arg(long, conflicts_with = "r#loop")]
+    #[arg(long, conflicts_with = "loop")]
     pub count: Option<u64>,
     /// Cycle through the sources until interrupted.
     #[arg(long = "loop")]
