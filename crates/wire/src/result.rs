@@ -118,3 +118,21 @@ impl ResultMessage {
         format!("{}.{}", crate::frame::DETECTIONS_PREFIX, self.camera)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzzing finding 1 (docs/reliability.md): a 100-digit `decode_ms` parsed to a double that
+    /// serialized and parsed back one ULP away. With serde_json's `float_roundtrip` the round
+    /// trip is exact.
+    #[test]
+    fn floats_survive_a_json_round_trip_exactly() {
+        let input = include_str!("../../../fuzz/regressions/result_json/float-ulp-drift.json");
+        let parsed: ResultMessage = serde_json::from_str(input).unwrap();
+        let json = serde_json::to_string(&parsed).unwrap();
+        let back: ResultMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.timings.decode_ms.to_bits(), parsed.timings.decode_ms.to_bits(), "{json}");
+        assert_eq!(back, parsed);
+    }
+}
