@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use edgepool_wire::frame::FRAMES_PREFIX;
 use edgepool_wire::nats::frame_headers;
-use edgepool_wire::{CameraId, ContentType, FrameMeta, FrameSeq};
+use edgepool_wire::{CameraId, ContentType, FrameMeta, FrameSeq, TimeOutOfRange};
 
 use crate::metrics::CameraMetrics;
 
@@ -98,6 +98,9 @@ pub enum PublishError {
     Empty,
     #[error("frame is {size} bytes; the broker accepts at most {max}")]
     TooLarge { size: usize, max: usize },
+    /// `captured_at` cannot be written as the contract's RFC 3339 UTC time.
+    #[error("frame's capture time: {0}")]
+    BadCaptureTime(#[from] TimeOutOfRange),
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -206,6 +209,15 @@ impl Publisher {
             return Err(PublishError::TooLarge { size: frame.payload.len(), max });
         }
         let seq = FrameSeq(self.next_seq);
+        // Headers before anything counts the frame: one the contract cannot carry takes no seq.
+        let meta = FrameMeta {
+            camera: self.camera.clone(),
+            seq,
+            captured_at: frame.captured_at,
+            content_type: frame.content_type,
+            traceparent: frame.traceparent,
+        };
+        let headers = frame_headers(&meta)?;
         self.next_seq += 1;
         self.stats.published += 1;
         if let Some(m) = &self.metrics {
@@ -231,14 +243,6 @@ impl Publisher {
             }
         }
 
-        let meta = FrameMeta {
-            camera: self.camera.clone(),
-            seq,
-            captured_at: frame.captured_at,
-            content_type: frame.content_type,
-            traceparent: frame.traceparent,
-        };
-        let headers = frame_headers(&meta);
         let traceparent = meta.traceparent.clone();
         let js = self.js.clone();
         let subject = self.subject.clone();

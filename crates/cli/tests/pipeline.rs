@@ -78,7 +78,7 @@ async fn setup_is_idempotent_and_reports_changes() {
 fn frame_headers(seq: &str, content_type: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(header::SEQ, seq);
-    h.insert(header::CAPTURED_AT, edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).as_str());
+    h.insert(header::CAPTURED_AT, edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).unwrap().as_str());
     h.insert(header::CONTENT_TYPE, content_type);
     h
 }
@@ -91,8 +91,10 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
     let jpeg = std::fs::read(edgepool_testkit::photo("grace_hopper.jpg")).unwrap();
 
     let mut missing_seq = HeaderMap::new();
-    missing_seq
-        .insert(header::CAPTURED_AT, edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).as_str());
+    missing_seq.insert(
+        header::CAPTURED_AT,
+        edgepool_wire::frame::format_time(time::OffsetDateTime::now_utc()).unwrap().as_str(),
+    );
     missing_seq.insert(header::CONTENT_TYPE, "image/jpeg");
     let cases: Vec<(&str, HeaderMap, Vec<u8>, &str)> = vec![
         ("frames.cam-x", missing_seq, jpeg.clone(), "missing_header"),

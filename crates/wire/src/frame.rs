@@ -4,8 +4,8 @@
 //! and every one of them is poison: the same bytes will fail the same way on every redelivery.
 
 use thiserror::Error;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::ids::{CameraId, FrameSeq, IdError};
 
@@ -161,11 +161,13 @@ impl FrameMeta {
         })?;
 
         let at_raw = header(header::CAPTURED_AT).ok_or(FrameError::MissingHeader(header::CAPTURED_AT))?;
-        let captured_at = OffsetDateTime::parse(at_raw.trim(), &Rfc3339).map_err(|_| FrameError::BadHeader {
-            name: header::CAPTURED_AT,
-            value: truncate(at_raw),
-            why: "not an RFC 3339 timestamp",
-        })?;
+        let bad_time = |why| FrameError::BadHeader { name: header::CAPTURED_AT, value: truncate(at_raw), why };
+        let captured_at =
+            OffsetDateTime::parse(at_raw.trim(), &Rfc3339).map_err(|_| bad_time("not an RFC 3339 timestamp"))?;
+        // A valid timestamp with an offset can still leave RFC 3339's years in UTC
+        // (`0000-01-01T00:00:00+00:01` is year -1): refused here, so every accepted frame can be
+        // written out again with `format_time`.
+        to_utc(captured_at).map_err(|_| bad_time("its UTC year is outside 0000..=9999"))?;
 
         let ct_raw = header(header::CONTENT_TYPE).ok_or(FrameError::MissingHeader(header::CONTENT_TYPE))?;
         let content_type =
@@ -214,10 +216,25 @@ fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
+/// A time the contract cannot carry: in UTC its year is outside `0000..=9999`, the four digits of
+/// RFC 3339.
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+#[error("time {0} is outside the years 0000..=9999 in UTC, which RFC 3339 cannot write")]
+pub struct TimeOutOfRange(pub OffsetDateTime);
+
+/// `t` in UTC, if RFC 3339 can write it.
+fn to_utc(t: OffsetDateTime) -> Result<OffsetDateTime, TimeOutOfRange> {
+    // `checked_`: moving a time at the edge of the `time` crate's range to UTC can leave it.
+    t.checked_to_offset(UtcOffset::UTC).filter(|u| (0..=9999).contains(&u.year())).ok_or(TimeOutOfRange(t))
+}
+
 /// Formats a capture time the way the contract wants it: RFC 3339, UTC, nanoseconds.
-#[must_use]
-pub fn format_time(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+///
+/// Every `captured_at` that [`FrameMeta::parse`] accepts formats, and so does any clock reading
+/// near now; a time RFC 3339 cannot express is an error rather than a made-up date.
+pub fn format_time(t: OffsetDateTime) -> Result<String, TimeOutOfRange> {
+    // For a UTC time in range, the year is Rfc3339's only failure; map it all the same.
+    to_utc(t)?.format(&Rfc3339).map_err(|_| TimeOutOfRange(t))
 }
 
 #[cfg(test)]
@@ -276,6 +293,53 @@ mod tests {
         assert_eq!(kind("frames.cam-1", h, JPEG), "bad_header");
         assert_eq!(kind("frames.cam-1", good(), b""), "empty_payload");
         assert_eq!(kind("frames.cam-1", good(), b"\x89PNG\r\n\x1a\n"), "content_type_mismatch");
+    }
+
+    /// A good frame whose `Edgepool-Captured-At` is `at`.
+    fn parse_captured_at(at: &'static str) -> Result<FrameMeta, FrameError> {
+        let mut h = good();
+        h.insert(header::CAPTURED_AT, at);
+        parse("frames.cam-1", &h, JPEG)
+    }
+
+    /// Fuzzing finding 2 (docs/reliability.md): a valid RFC 3339 time whose UTC year leaves
+    /// 0000..=9999 was accepted, and `format_time` then wrote 1970-01-01 for it.
+    #[test]
+    fn capture_times_rfc3339_cannot_write_in_utc_are_refused() {
+        for at in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01", "0000-01-01T00:00:00.5+23:59"] {
+            let e = parse_captured_at(at).unwrap_err();
+            assert_eq!(e.kind(), "bad_header", "{at}");
+            assert!(e.to_string().contains("0000..=9999"), "{at}: {e}");
+        }
+    }
+
+    #[test]
+    fn format_time_writes_utc_or_refuses() {
+        let t = OffsetDateTime::parse("2026-11-27T11:00:00.123456789+01:00", &Rfc3339).unwrap();
+        assert_eq!(format_time(t).unwrap(), "2026-11-27T10:00:00.123456789Z");
+        let out = OffsetDateTime::parse("0000-01-01T00:00:00+00:01", &Rfc3339).unwrap();
+        assert_eq!(format_time(out), Err(TimeOutOfRange(out)));
+        let out = OffsetDateTime::parse("9999-12-31T23:59:59-00:01", &Rfc3339).unwrap();
+        assert!(format_time(out).is_err());
+        assert!(format_time(OffsetDateTime::now_utc()).is_ok());
+    }
+
+    /// Whatever `parse` accepts, `format_time` writes, and that parses back to the same instant:
+    /// the edges of the range, and offsets that stay within it, included.
+    #[test]
+    fn accepted_capture_times_format_and_parse_back() {
+        let accepted = [
+            "2026-11-27T10:00:00.123456789Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "0000-01-01T00:01:00+00:01",
+            "9999-12-31T22:59:59-01:00",
+        ];
+        for at in accepted {
+            let m = parse_captured_at(at).unwrap();
+            let written = format_time(m.captured_at).unwrap();
+            assert_eq!(OffsetDateTime::parse(&written, &Rfc3339).unwrap(), m.captured_at, "{at} -> {written}");
+        }
     }
 
     #[test]

@@ -18,6 +18,6 @@ pub mod result;
 pub mod nats;
 
 pub use detection::{BBox, BBoxError, Detection};
-pub use frame::{ContentType, FrameError, FrameMeta, header};
+pub use frame::{ContentType, FrameError, FrameMeta, TimeOutOfRange, header};
 pub use ids::{CameraId, FrameSeq, IdError, WorkerId, msg_id};
 pub use result::{ErrorInfo, ResultMessage, SCHEMA_VERSION, Status, Timings};

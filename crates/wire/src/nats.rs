@@ -10,7 +10,7 @@ use async_nats::{HeaderMap, ServerAddr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::frame::{FrameMeta, format_time, header};
+use crate::frame::{FrameMeta, TimeOutOfRange, format_time, header};
 use crate::ids::msg_id;
 
 /// The FRAMES work queue.
@@ -144,18 +144,18 @@ impl NatsConfig {
     }
 }
 
-/// Headers of a frame message, as the contract defines them.
-#[must_use]
-pub fn frame_headers(meta: &FrameMeta) -> HeaderMap {
+/// Headers of a frame message, as the contract defines them. Fails only for a `captured_at`
+/// that RFC 3339 cannot write (see [`format_time`]).
+pub fn frame_headers(meta: &FrameMeta) -> Result<HeaderMap, TimeOutOfRange> {
     let mut h = HeaderMap::new();
     h.insert(header::MSG_ID, msg_id(&meta.camera, meta.seq).as_str());
     h.insert(header::CONTENT_TYPE, meta.content_type.as_str());
     h.insert(header::SEQ, meta.seq.to_string().as_str());
-    h.insert(header::CAPTURED_AT, format_time(meta.captured_at).as_str());
+    h.insert(header::CAPTURED_AT, format_time(meta.captured_at)?.as_str());
     if let Some(tp) = &meta.traceparent {
         h.insert(header::TRACEPARENT, tp.as_str());
     }
-    h
+    Ok(h)
 }
 
 /// The first value of header `name`, as a string.
