@@ -86,8 +86,10 @@ impl<'de> Deserialize<'de> for BBox {
 }
 
 /// One detected object: a COCO label with its category id, a score in `0..=1`, and a box.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Read from the wire, the score is checked like the box (finite, within `0..=1`) and refused
+/// rather than repaired.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detection {
     /// COCO category name, e.g. `"person"`.
     pub label: String,
@@ -96,6 +98,25 @@ pub struct Detection {
     /// Confidence in `0..=1`.
     pub score: f32,
     pub bbox: BBox,
+}
+
+impl<'de> Deserialize<'de> for Detection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            label: String,
+            class_id: u16,
+            score: f32,
+            bbox: BBox,
+        }
+        let Raw { label, class_id, score, bbox } = Raw::deserialize(d)?;
+        // `contains` is false for NaN; infinities are outside the range.
+        if !(0.0..=1.0).contains(&score) {
+            return Err(serde::de::Error::custom(format_args!("invalid score {score}: must be within 0..=1")));
+        }
+        Ok(Self { label, class_id, score, bbox })
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +146,32 @@ mod tests {
         assert_eq!(ok.x_max, 0.3);
         assert!(serde_json::from_str::<BBox>(r#"{"x_min":0.5,"y_min":0.2,"x_max":0.3,"y_max":0.4}"#).is_err());
         assert!(serde_json::from_str::<BBox>(r#"{"x_min":0.1,"y_min":0.2,"x_max":1.3,"y_max":0.4}"#).is_err());
+    }
+
+    /// Fuzzing finding 3 (docs/reliability.md): any float used to pass as a score.
+    #[test]
+    fn wire_scores_are_checked_not_repaired() {
+        let detection = |score: &str| {
+            let bbox = r#"{"x_min":0.1,"y_min":0.2,"x_max":0.3,"y_max":0.4}"#;
+            serde_json::from_str::<Detection>(&format!(
+                r#"{{"label":"person","class_id":1,"score":{score},"bbox":{bbox}}}"#
+            ))
+        };
+        for ok in ["0", "0.731", "1", "1.0", "1e-45"] {
+            assert!(detection(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(detection("0.731").unwrap().score, 0.731);
+        for bad in ["7", "-1", "-1e-30", "1.0000001"] {
+            let err = detection(bad).unwrap_err().to_string();
+            assert!(err.contains("within 0..=1"), "{bad}: {err}");
+        }
+        // Not a number, or beyond f32 (serde_json refuses these before the check).
+        for bad in ["1e39", "null", "\"0.5\""] {
+            assert!(detection(bad).is_err(), "{bad}");
+        }
+        // Unknown fields stay refused, as before.
+        let extra = r#"{"label":"person","class_id":1,"score":0.5,"extra":1,
+            "bbox":{"x_min":0.1,"y_min":0.2,"x_max":0.3,"y_max":0.4}}"#;
+        assert!(serde_json::from_str::<Detection>(extra).is_err());
     }
 }
