@@ -135,4 +135,15 @@ mod tests {
         assert_eq!(back.timings.decode_ms.to_bits(), parsed.timings.decode_ms.to_bits(), "{json}");
         assert_eq!(back, parsed);
     }
+
+    /// Fuzzing finding 3 (docs/reliability.md): a result with a score of 7 parsed. The same
+    /// result with a score in range parses, so the score alone is what is refused.
+    #[test]
+    fn a_result_with_a_score_outside_0_1_is_refused() {
+        let input = include_str!("../../../fuzz/regressions/result_json/score-out-of-range.json");
+        let err = serde_json::from_str::<ResultMessage>(input).unwrap_err();
+        assert!(err.to_string().contains("invalid score 7"), "{err}");
+        let fixed: ResultMessage = serde_json::from_str(&input.replace(r#""score":7"#, r#""score":0.7"#)).unwrap();
+        assert_eq!(fixed.detections[0].score, 0.7);
+    }
 }
