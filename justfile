@@ -35,6 +35,13 @@ bench-pipeline *ARGS:
     cargo xtask tools
     cargo run --release -p edgepool -- bench pipeline {{ARGS}}
 
+# Reliability scenarios at full size on real processes (docs/reliability.md): `just chaos`,
+# `just chaos worker-crash,cluster`, `just chaos soak --duration 10m`, `just chaos sync`.
+chaos scenarios="all" *ARGS:
+    cargo xtask tools
+    cargo xtask model
+    cargo run --release -p edgepool -- bench chaos {{scenarios}} {{ARGS}}
+
 # --- Kubernetes (docs/deploy-microk8s.md) ---------------------------------------------------
 
 image_name := "edgepool"

@@ -91,7 +91,7 @@ pub struct Config {
 pub const ENV_PREFIX: &str = "EDGEPOOL_";
 
 /// Env variables that are not config keys (read by tools, not by the binary).
-const NOT_CONFIG: &[&str] = &["EDGEPOOL_BLESS", "EDGEPOOL_TEST_PYTHON"];
+const NOT_CONFIG: &[&str] = &["EDGEPOOL_BLESS", "EDGEPOOL_TEST_PYTHON", crate::alloc::MARK];
 
 /// Turns `EDGEPOOL_*` variables into a nested dictionary (see the module docs).
 fn env_dict(vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Dict> {

@@ -2,6 +2,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alloc;
+pub mod chaos;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
@@ -130,6 +132,13 @@ pub fn load_config(global: &Global, flags: &Overrides) -> anyhow::Result<Config>
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Worker(_) | Command::Sink(_) | Command::Camera(_) | Command::Demo(_) | Command::Bench(_)
+    ) && !cli.global.check
+    {
+        alloc::tune_by_reexec();
+    }
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),
         Command::Bench(b) => cmd::bench::run(&cli.global, b),

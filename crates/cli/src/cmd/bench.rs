@@ -18,6 +18,9 @@ pub enum BenchCommand {
     Overload(bench_overload::OverloadArgs),
     /// Resident memory of a worker, a sink and a camera at a steady load.
     Memory(bench_memory::MemoryArgs),
+    /// Fault injection on real processes (worker kill -9, broker kill/restart, cluster node
+    /// loss, camera offline, malformed input, drain, soak) with a lost/duplicate checker.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -28,5 +31,6 @@ pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Memory(args) => bench_memory::run(global, args),
         BenchCommand::Skew(args) => bench_skew::run(global, args),
         BenchCommand::Overload(args) => bench_overload::run(global, args),
+        BenchCommand::Chaos(args) => crate::chaos::run(global, args),
     }
 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use edgepool_camera::metrics::CameraMetrics;
-use edgepool_camera::{Frame, Publisher, Stats};
+use edgepool_camera::{AckResult, Frame, Outcome, Publisher, Stats};
 use edgepool_sink::http::{Readiness, probes, serve};
 use edgepool_wire::{CameraId, ContentType};
 
@@ -49,6 +49,10 @@ pub struct CameraArgs {
     /// Print the final summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Append the sequence number of every frame the broker acknowledged to FILE, one per line,
+    /// as soon as its ack arrives (reliability checks compare this set with the results).
+    #[arg(long, value_name = "FILE")]
+    pub ack_log: Option<PathBuf>,
 }
 
 /// What to replay and how fast.
@@ -96,6 +100,26 @@ pub async fn replay(
     publisher.flush().await
 }
 
+/// A callback that appends the sequence number of every acknowledged frame (stored, or found
+/// stored by an earlier attempt) to `path`, one line each, written through at once.
+fn ack_logger(path: &std::path::Path) -> anyhow::Result<impl FnMut(Outcome) + Send + 'static> {
+    use std::io::Write as _;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("--ack-log {}", path.display()))?;
+    let mut out = std::io::LineWriter::new(file);
+    let path = path.to_owned();
+    Ok(move |o: Outcome| {
+        if o.result != AckResult::Failed
+            && let Err(e) = writeln!(out, "{}", o.seq)
+        {
+            tracing::error!(file = %path.display(), error = %e, "cannot write the ack log");
+        }
+    })
+}
+
 /// Default first sequence number: Unix time in microseconds.
 #[must_use]
 pub fn default_start_seq() -> u64 {
@@ -134,6 +158,9 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
         }
         let mut publisher = Publisher::new(js, camera.clone(), args.start_seq.unwrap_or_else(default_start_seq), cfg.publisher.clone())
             .with_metrics(metrics);
+        if let Some(path) = &args.ack_log {
+            publisher = publisher.on_outcome(ack_logger(path)?);
+        }
         let pb = match plan.count {
             Some(c) => ProgressBar::new(c),
             None => ProgressBar::new_spinner(),

@@ -1,0 +1,40 @@
+//! glibc malloc tuning for the long-running roles (worker, sink, camera, demo, benchmarks).
+//!
+//! Measured (`edgepool bench chaos bad-input`, docs/reliability.md): with glibc's defaults a
+//! one-slot worker fed 8 MiB frames grew from 184 to 450 MiB and kept creeping — every thread
+//! that touched a big buffer got its own arena (up to 8 per core), and the dynamic mmap threshold
+//! rose after the first big free, so later 8 MiB buffers came from arenas that never shrink.
+//! With `MALLOC_ARENA_MAX=2` and a fixed `MALLOC_MMAP_THRESHOLD_` of 1 MiB (big buffers are
+//! mmapped and handed back on free), the same run peaks at 172 MiB.
+//!
+//! glibc reads these variables only at process start, and setting them needs `unsafe` (which
+//! the workspace forbids), so the binary re-executes itself once with them in its environment.
+//! Variables the operator sets win (no re-exec then); `EDGEPOOL_MALLOC_TUNING=off` disables it.
+
+/// The variables and values applied.
+pub const TUNING: [(&str, &str); 2] = [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "1048576")];
+
+/// Set in the re-executed process (and by operators to opt out with `off`).
+pub const MARK: &str = "EDGEPOOL_MALLOC_TUNING";
+
+/// Re-executes this binary with [`TUNING`] in its environment, unless that was done already,
+/// the operator set any of the variables, or `EDGEPOOL_MALLOC_TUNING` is set. Returns only when
+/// no re-exec happened (or it failed, which is reported and otherwise harmless).
+pub fn tune_by_reexec() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        if std::env::var_os(MARK).is_some() || TUNING.iter().any(|(k, _)| std::env::var_os(k).is_some()) {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else { return };
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        cmd.args(args).envs(TUNING).env(MARK, "applied");
+        let err = cmd.exec();
+        eprintln!("warning: could not re-execute with malloc tuning ({err}); continuing with glibc defaults");
+    }
+}
