@@ -3,6 +3,23 @@
 //!
 //! See `docs/wire.md` for the contract and `docs/architecture.md` for why pulling without
 //! prefetch lets a mixed fleet reach the sum of its devices' capacities.
+//!
+//! # Panics while processing a frame
+//!
+//! A panic never costs the worker a slot: a panic in inference (on its blocking thread) or
+//! anywhere else in the frame's processing is caught, the slot drops its inference state and
+//! pulls the next frame. The frame is handed back with `nak_delay` (`edgepool_worker_naks_total
+//! {reason="panic"}`); on its last delivery (the consumer's `max_deliver`) it is dead-lettered
+//! with kind `panic` and gets an error result, like any poison frame.
+//!
+//! # Test hooks
+//!
+//! With the cargo feature `test-hooks` (off by default; only `crates/cli`'s dev-dependencies
+//! turn it on, so test builds have it and release builds do not), a frame with header
+//! `Edgepool-Test-Panic: async` panics in the async processing path before inference, and
+//! `Edgepool-Test-Panic: blocking` panics inside the inference closure on the blocking thread.
+//! A worker built with the hooks logs a warning when it starts. Without the feature the header
+//! means nothing: the code is compiled out.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -14,6 +31,8 @@ pub mod outcome;
 mod process;
 pub mod registry;
 mod run;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 pub use config::WorkerConfig;
 pub use engine::Engine;

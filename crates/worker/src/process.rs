@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use time::OffsetDateTime;
 
-use edgepool_wire::frame::{DEADLETTER_PREFIX, INVALID_CAMERA_TOKEN, header, subject_token};
+use edgepool_wire::frame::{DEADLETTER_PREFIX, FrameError, INVALID_CAMERA_TOKEN, header, subject_token};
 use edgepool_wire::nats::header_str;
 use edgepool_wire::{ErrorInfo, FrameMeta, ResultMessage, SCHEMA_VERSION, Status, Timings, WorkerId};
 
@@ -44,20 +44,27 @@ struct Envelope {
     model: Option<std::sync::Arc<str>>,
 }
 
+/// The message a panic was raised with (`panic!` with a literal or a format string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Processes one frame and returns what to do with it. Never panics on input.
-pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner>) -> Outcome {
-    let taken_at = OffsetDateTime::now_utc();
-    let taken = std::time::Instant::now();
+/// What is known of `msg` before processing: its identity as far as it parses (kept even for a bad
+/// frame, so subscribers can match the error) and the parsed metadata, or why it is bad.
+fn envelope(msg: &Message, taken_at: OffsetDateTime) -> (Envelope, Result<FrameMeta, FrameError>) {
     let (stream_seq, delivered) = match msg.info() {
         Ok(i) => (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1)),
         Err(_) => (0, 1),
     };
     let headers = msg.headers.as_ref();
-    let camera_token = subject_token(&msg.subject);
     let mut env = Envelope {
         camera: INVALID_CAMERA_TOKEN.to_owned(),
         seq: None,
@@ -68,22 +75,40 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
         taken_at,
         model: None,
     };
-
-    let meta = match FrameMeta::parse(&msg.subject, |k| header_str(headers, k), &msg.payload) {
-        Ok(m) => m,
-        Err(e) => {
-            // Keep whatever identity the frame does have, so subscribers can match the error.
-            if let Some(Ok(camera)) = camera_token.map(edgepool_wire::CameraId::new) {
+    let meta = FrameMeta::parse(&msg.subject, |k| header_str(headers, k), &msg.payload);
+    match &meta {
+        Ok(m) => {
+            env.camera = m.camera.to_string();
+            env.seq = Some(m.seq.0);
+            env.captured_at = Some(m.captured_at);
+            env.traceparent.clone_from(&m.traceparent);
+        }
+        Err(_) => {
+            if let Some(Ok(camera)) = subject_token(&msg.subject).map(edgepool_wire::CameraId::new) {
                 env.camera = camera.to_string();
                 env.seq = header_str(headers, header::SEQ).and_then(|s| s.trim().parse().ok());
             }
-            return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await;
         }
+    }
+    (env, meta)
+}
+
+/// Processes one frame and returns what to do with it. Never panics on input (unless the
+/// `test-hooks` feature is on and the frame asks for it).
+pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner>) -> Outcome {
+    let taken_at = OffsetDateTime::now_utc();
+    let taken = std::time::Instant::now();
+    let (mut env, meta) = envelope(msg, taken_at);
+    let delivered = env.delivered;
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await,
     };
-    env.camera = meta.camera.to_string();
-    env.seq = Some(meta.seq.0);
-    env.captured_at = Some(meta.captured_at);
-    env.traceparent = meta.traceparent.clone();
+
+    #[cfg(feature = "test-hooks")]
+    let hook = crate::test_hooks::panic_point(msg);
+    #[cfg(feature = "test-hooks")]
+    crate::test_hooks::panic_if(hook, crate::test_hooks::PanicPoint::Async);
 
     let age = taken_at - meta.captured_at;
     let queue_wait = Duration::try_from(age).unwrap_or(Duration::ZERO);
@@ -109,6 +134,8 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
     env.model = Some(std::sync::Arc::clone(slot.version()));
     let payload: Bytes = msg.payload.clone();
     let job = tokio::task::spawn_blocking(move || {
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::panic_if(hook, crate::test_hooks::PanicPoint::Blocking);
         let out = slot.run(&payload);
         (slot, out)
     });
@@ -116,9 +143,12 @@ pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner
     let inferred: Inferred = match joined {
         Err(join) => {
             // A panic lost this slot's runner; the next frame gets a fresh one.
-            let why = if join.is_panic() { "inference panicked" } else { "inference task cancelled" };
-            tracing::error!(worker = %ctx.id, "{why}");
-            return retry_or_poison(ctx, msg, &env, "panic", why).await;
+            let why = match join.try_into_panic() {
+                Ok(payload) => format!("inference panicked: {}", panic_message(payload.as_ref())),
+                Err(_) => "inference task cancelled".to_owned(),
+            };
+            tracing::error!(worker = %ctx.id, error = %why, "inference failed");
+            return retry_or_poison(ctx, msg, &env, "panic", &why).await;
         }
         Ok((slot, out)) => {
             *runner = Some(slot);
@@ -186,6 +216,14 @@ async fn with_progress<F: Future>(msg: &Message, every: Duration, fut: F) -> F::
             }
         }
     }
+}
+
+/// The outcome of a frame whose processing panicked outside inference (the slot caught it): the
+/// same as a panic in inference, a retry until the last delivery, then a dead letter of kind
+/// `panic`. Everything about the first attempt is lost, so the envelope is parsed again.
+pub(crate) async fn after_panic(ctx: &Ctx, msg: &Message, why: &str) -> Outcome {
+    let (env, _) = envelope(msg, OffsetDateTime::now_utc());
+    retry_or_poison(ctx, msg, &env, "panic", why).await
 }
 
 fn retry(ctx: &Ctx, reason: &'static str, why: &str, delivered: u64) -> Outcome {

@@ -1,12 +1,13 @@
 //! The pull loop: one task per inference slot, each pulling exactly one frame at a time.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::PullConsumer};
-use futures::StreamExt;
+use async_nats::jetstream::{self, Message, consumer::PullConsumer};
+use futures::{FutureExt as _, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +18,7 @@ use crate::config::WorkerConfig;
 use crate::engine::{Engine, Runner};
 use crate::metrics::WorkerMetrics;
 use crate::outcome::{Outcome, acknowledge};
-use crate::process::{Ctx, process};
+use crate::process::{self, Ctx, panic_message, process};
 
 /// How long past its expiry a pull request may stay silent before the watchdog abandons it.
 const WATCHDOG_MARGIN: Duration = Duration::from_secs(5);
@@ -113,6 +114,8 @@ impl Worker {
         let ctx = self.ctx;
         tracing::info!(worker = %ctx.id, arch = crate::ARCH, slots = ctx.cfg.slots, slowdown = ctx.cfg.slowdown,
             model = ctx.engine.version(), "worker started");
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::warn_compiled_in(ctx.id.as_str());
         let tracker = tokio_util::task::TaskTracker::new();
         for slot in 0..ctx.cfg.slots {
             tracker.spawn(slot_loop(Arc::clone(&ctx), self.consumer.clone(), slot, shutdown.clone()));
@@ -137,6 +140,55 @@ impl Worker {
         };
         tracing::info!(worker = %ctx.id, ok = report.ok, errors = report.errors, stale = report.stale, "worker stopped");
         report
+    }
+}
+
+/// Processes `msg` and acknowledges it according to the outcome, retrying the ack a few times.
+async fn process_and_ack(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner>) -> Outcome {
+    let outcome = process(ctx, msg, runner).await;
+    settle(ctx, msg, &outcome).await;
+    outcome
+}
+
+/// The outcome of a frame whose processing panicked, acknowledged. Handling it publishes too, so
+/// the bug that panicked may strike again: then the frame is only handed back (on its last
+/// delivery the server then drops it without a dead letter), and the slot still lives.
+async fn after_panic(ctx: &Ctx, msg: &Message, why: &str) -> Outcome {
+    let handled = AssertUnwindSafe(async {
+        let outcome = process::after_panic(ctx, msg, why).await;
+        settle(ctx, msg, &outcome).await;
+        outcome
+    })
+    .catch_unwind()
+    .await;
+    match handled {
+        Ok(outcome) => outcome,
+        Err(payload) => {
+            let error = panic_message(payload.as_ref());
+            tracing::error!(worker = %ctx.id, error, "handling a panicked frame panicked too; handing it back");
+            ctx.metrics.nak("panic");
+            let outcome = Outcome::Retry { reason: "panic", delay: ctx.cfg.nak_delay };
+            if let Err(e) = acknowledge(msg, &outcome).await {
+                tracing::warn!(worker = %ctx.id, error = %e, "could not hand a frame back; it will be redelivered");
+            }
+            outcome
+        }
+    }
+}
+
+async fn settle(ctx: &Ctx, msg: &Message, outcome: &Outcome) {
+    let mut ack = acknowledge(msg, outcome).await;
+    for _ in 0..3 {
+        if ack.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ack = acknowledge(msg, outcome).await;
+    }
+    if let Err(e) = ack {
+        // The frame will be redelivered after ack_wait; its result is already stored and
+        // deduplicated by msg id, so the retry cannot produce a second one.
+        tracing::warn!(worker = %ctx.id, error = %e, "could not acknowledge a frame; it will be redelivered");
     }
 }
 
@@ -191,20 +243,18 @@ async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, slot: usize, shutdown:
 
         let started = Instant::now();
         ctx.metrics.in_flight.inc();
-        let outcome = process(&ctx, &msg, &mut runner).await;
-        let mut ack = acknowledge(&msg, &outcome).await;
-        for _ in 0..3 {
-            if ack.is_ok() {
-                break;
+        // A panic in this frame's processing must not end the loop: the worker would lose the
+        // slot for good while looking healthy. The runner may be half-updated, so it goes; the
+        // frame is treated like a panic in inference (retried, dead-lettered on its last delivery).
+        let outcome = match AssertUnwindSafe(process_and_ack(&ctx, &msg, &mut runner)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                runner = None;
+                let why = format!("processing panicked: {}", panic_message(payload.as_ref()));
+                tracing::error!(worker = %ctx.id, slot, error = %why, "a frame's processing panicked; the slot carries on");
+                after_panic(&ctx, &msg, &why).await
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            ack = acknowledge(&msg, &outcome).await;
-        }
-        if let Err(e) = ack {
-            // The frame will be redelivered after ack_wait; its result is already stored and
-            // deduplicated by msg id, so the retry cannot produce a second one.
-            tracing::warn!(worker = %ctx.id, error = %e, "could not acknowledge a frame; it will be redelivered");
-        }
+        };
         let busy = started.elapsed();
         ctx.metrics.in_flight.dec();
         ctx.metrics.busy.inc_by(busy.as_secs_f64());
