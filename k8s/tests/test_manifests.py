@@ -229,6 +229,10 @@ def validate_schemas(rep: Report, name: str, objs: list[dict], crds: dict) -> No
 # ---------------------------------------------------------------- edgepool --check
 
 
+# The user each role connects as under nats/auth.conf, by its inbox prefix: `_INBOX_<user>`.
+INBOX_PREFIX = {"worker": "_INBOX_worker", "sink": "_INBOX_sink", "setup": "_INBOX_admin", "model": "_INBOX_admin"}
+
+
 def container_env(c: dict) -> dict:
     env = {}
     for e in c.get("env", []):
@@ -310,6 +314,10 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
             # The flags and variables the manifest sets must show up in the resolved config.
             if cfg["nats"]["url"] != container_env(c).get("EDGEPOOL_NATS_URL"):
                 problems.append(f"{ident(w)}: nats.url resolved to {cfg['nats']['url']}")
+            # Each role's inbox prefix is the one nats/auth.conf grants its user (docs/security.md).
+            want_inbox = INBOX_PREFIX.get(role)
+            if cfg["nats"]["inbox_prefix"] != want_inbox:
+                problems.append(f"{ident(w)}: nats.inbox_prefix resolved to {cfg['nats']['inbox_prefix']}, want {want_inbox}")
             if cfg["log"]["format"] != "json":
                 problems.append(f"{ident(w)}: log.format is {cfg['log']['format']}, want json in Kubernetes")
             if role not in ("worker", "sink"):

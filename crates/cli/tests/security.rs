@@ -21,7 +21,7 @@ use bytes::Bytes;
 use edgepool_camera::{Frame, Publisher, PublisherConfig};
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
 use edgepool_testkit::nats::NatsServer;
-use edgepool_wire::nats::{DETECTIONS, FRAMES, NatsConfig, Secret};
+use edgepool_wire::nats::{DETECTIONS, FRAMES, InboxPrefix, NatsConfig, Secret};
 use edgepool_wire::{CameraId, ContentType, ResultMessage, Status};
 use edgepool_worker::{ARCH, Worker, WorkerConfig, WorkerMetrics};
 use futures::StreamExt;
@@ -147,13 +147,15 @@ impl Secure {
         &self.passwords.iter().find(|(u, _)| *u == user).unwrap().1
     }
 
-    /// Connection settings for `user`, exactly as a deployed binary would get them.
+    /// Connection settings for `user`, exactly as a deployed binary would get them, with the
+    /// user's own inbox prefix.
     fn config(&self, user: &str) -> NatsConfig {
         NatsConfig {
             url: Some(self.server.url().to_owned()),
             user: Some(user.to_owned()),
             password: Some(Secret::new(self.password(user))),
             tls_ca: Some(self.ca.path("ca.pem")),
+            inbox_prefix: InboxPrefix::new(inbox_prefix(user)).unwrap(),
             ..NatsConfig::default()
         }
     }
@@ -183,6 +185,11 @@ impl Secure {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The inbox prefix `nats/auth.conf` grants `user`.
+fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
 }
 
 /// How nats-server 2.x logs a denied publish or subscribe of `user`.
@@ -474,6 +481,7 @@ fn credentials_never_appear_in_help_check_or_logs() {
         let out = Command::new(env!("CARGO_BIN_EXE_edgepool"))
             .args(["--nats-url", &url, "--nats-user", user, "--nats-tls-ca", &ca, "setup"])
             .env("EDGEPOOL_NATS_PASSWORD", s.password(user))
+            .env("EDGEPOOL_NATS_INBOX_PREFIX", inbox_prefix(user))
             .output()
             .unwrap();
         (
@@ -488,33 +496,64 @@ fn credentials_never_appear_in_help_check_or_logs() {
     assert!(!text.contains(s.password("admin")), "setup printed the admin password:\n{text}");
 }
 
-/// Known gap, kept visible: every role must subscribe to `_INBOX.>` for request/reply, so a
-/// camera can subscribe to the whole inbox space and see what the broker delivers to others'
-/// inboxes (here: a result pulled by a subscriber). Closing it needs per-user inbox prefixes
-/// (`_INBOX_<user>.>`), which `NatsConfig` cannot set yet; see docs/security.md ("Known gaps").
-/// When that lands, this test flips to prove the denial.
+/// Each user has its own inbox prefix and may subscribe to nothing else there: no user can read
+/// the replies another receives (here a result pulled by the subscriber, frames pulled by a
+/// worker and another camera's publish ack), and NATS's shared `_INBOX.>` is closed to all.
 #[tokio::test]
-async fn known_gap_a_camera_can_read_other_users_inboxes() {
+async fn no_user_can_read_another_users_inbox() {
     let s = Secure::start();
-    s.setup().await;
-    let cam = s.connect("cam-1").await;
-    let mut snoop = cam.subscribe("_INBOX.>").await.unwrap();
-    cam.flush().await.unwrap();
+    let admin = s.setup().await;
+    let snoops = [
+        ("cam-1", "_INBOX.>"),
+        ("cam-1", "_INBOX_subscriber.>"),
+        ("cam-1", "_INBOX_worker.>"),
+        ("cam-1", "_INBOX_cam-2.>"),
+        ("cam-1", ">"),
+        ("worker", "_INBOX.>"),
+        ("worker", "_INBOX_cam-1.>"),
+        ("worker", "_INBOX_sink.>"),
+        ("subscriber", "_INBOX_sink.>"),
+        ("sink", "_INBOX_admin.>"),
+    ];
+    let mut subs = Vec::new();
+    for (user, subject) in snoops {
+        let client = s.connect(user).await;
+        subs.push(client.subscribe(subject).await.unwrap());
+        client.flush().await.unwrap();
+        s.wait_log(&violation(user, "Subscription", subject)).await;
+    }
 
+    // Replies flow meanwhile: a worker pulls a frame, the subscriber pulls a result, a camera
+    // gets its publish ack.
+    assert_eq!(publish_frame(s.js("cam-2").await, "cam-2").await, (1, 0));
     let worker = s.js("worker").await;
+    let detectors = worker.get_stream(FRAMES).await.unwrap().get_consumer::<consumer::pull::Config>("detectors").await;
+    let mut frames = detectors.unwrap().fetch().max_messages(1).messages().await.unwrap();
+    frames.next().await.unwrap().unwrap();
     worker.publish("detections.cam-2", Bytes::from_static(b"{\"secret\":1}")).await.unwrap().await.unwrap();
     let subscriber = s.js("subscriber").await;
     let stream = subscriber.get_stream(DETECTIONS).await.unwrap();
     let cfg = consumer::pull::Config { durable_name: Some("reader".into()), ..Default::default() };
     let c = stream.get_or_create_consumer("reader", cfg).await.unwrap();
     let mut batch = c.fetch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
-    batch.next().await.unwrap().unwrap();
+    assert_eq!(batch.next().await.unwrap().unwrap().payload.as_ref(), b"{\"secret\":1}");
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = tokio::time::timeout_at(deadline.into(), snoop.next()).await.expect("no leak seen").unwrap();
-        if m.payload.as_ref() == b"{\"secret\":1}" {
-            break; // the camera read a detection meant for the subscriber
-        }
-    }
+    let mut all = futures::stream::select_all(subs);
+    let got = tokio::time::timeout(Duration::from_millis(500), all.next()).await;
+    assert!(!matches!(got, Ok(Some(_))), "a user read a reply meant for another: {got:?}");
+    assert_eq!(messages(&admin, DETECTIONS).await, 1);
+}
+
+/// The grants leave a client on NATS's default `_INBOX` prefix without replies: it must connect
+/// with its own (`EDGEPOOL_NATS_INBOX_PREFIX=_INBOX_<user>`). Loud, not silent: the camera's
+/// publish fails and the server logs the denied reply subscription.
+#[tokio::test]
+async fn a_client_on_the_default_inbox_prefix_gets_no_replies() {
+    let s = Secure::start();
+    s.setup().await;
+    let cfg = NatsConfig { inbox_prefix: InboxPrefix::default(), ..s.config("cam-1") };
+    let client = cfg.connect("test-default-inbox", false).await.unwrap();
+    let js = jetstream::ContextBuilder::new().timeout(DENIED_TIMEOUT).build(client);
+    assert_eq!(publish_frame(js, "cam-1").await, (0, 1), "acked without a reply subscription");
+    s.wait_log(r#""$G/user:cam-1" - Subscription Violation - Subject "_INBOX."#).await;
 }

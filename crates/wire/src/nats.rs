@@ -61,6 +61,49 @@ impl Serialize for Secret {
     }
 }
 
+/// The prefix of a client's reply subjects (`<prefix>.<id>`): where JetStream publish acks, API
+/// replies and pull-consumer deliveries arrive. Default `_INBOX`, NATS's own. With the users of
+/// `nats/auth.conf` each user may subscribe only to its own `_INBOX_<user>.>`, so no role can
+/// read another's replies; each then connects with that prefix (docs/security.md).
+///
+/// One or more `.`-separated subject tokens without wildcards or whitespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct InboxPrefix(String);
+
+/// Why an inbox prefix was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid inbox prefix {0:?}: want `.`-separated subject tokens without `*`, `>` or spaces")]
+pub struct InboxPrefixError(String);
+
+impl InboxPrefix {
+    /// NATS's default prefix.
+    pub const DEFAULT: &str = "_INBOX";
+
+    pub fn new(prefix: impl Into<String>) -> Result<Self, InboxPrefixError> {
+        let prefix = prefix.into();
+        let token_ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>');
+        if prefix.split('.').all(token_ok) { Ok(Self(prefix)) } else { Err(InboxPrefixError(prefix)) }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for InboxPrefix {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for InboxPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// How to reach the broker. Every subcommand takes these (`[nats]` in the config file,
 /// `EDGEPOOL_NATS_*` in the environment, `--nats-*` flags).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -81,6 +124,8 @@ pub struct NatsConfig {
     pub tls_key: Option<PathBuf>,
     /// Require TLS even without a custom CA.
     pub tls_required: bool,
+    /// Prefix of this client's reply subjects; under `nats/auth.conf`, `_INBOX_<user>`.
+    pub inbox_prefix: InboxPrefix,
     /// Path of the `nats-server` binary for the embedded broker (default: PATH, then the one
     /// `cargo xtask` installed).
     pub server: Option<PathBuf>,
@@ -122,6 +167,7 @@ impl NatsConfig {
         }
         opts = opts
             .name(name)
+            .custom_inbox_prefix(self.inbox_prefix.as_str())
             .connection_timeout(Duration::from_secs(5))
             // Reconnect forever with the client's capped backoff: a broker restart must never
             // end a worker.
@@ -131,7 +177,11 @@ impl NatsConfig {
                     async_nats::Event::Connected | async_nats::Event::Disconnected => {
                         tracing::info!(%event, "nats connection");
                     }
-                    async_nats::Event::SlowConsumer(_) | async_nats::Event::LameDuckMode => {
+                    // Server errors include permission violations, e.g. a subscription to an
+                    // inbox prefix the user is not granted (`nats.inbox_prefix`).
+                    async_nats::Event::SlowConsumer(_)
+                    | async_nats::Event::LameDuckMode
+                    | async_nats::Event::ServerError(_) => {
                         tracing::warn!(%event, "nats connection");
                     }
                     _ => tracing::debug!(%event, "nats connection"),
@@ -313,6 +363,21 @@ mod tests {
         let c: consumer::pull::Config = serde_json::from_str(DETECTORS_FILE).unwrap();
         assert_eq!(c.durable_name.as_deref(), Some(DETECTORS));
         assert_eq!(c.ack_policy, consumer::AckPolicy::Explicit);
+    }
+
+    #[test]
+    fn inbox_prefixes_are_subject_tokens() {
+        assert_eq!(NatsConfig::default().inbox_prefix.as_str(), "_INBOX");
+        for ok in ["_INBOX", "_INBOX_worker", "_INBOX_cam-1", "_I.cam_1"] {
+            assert_eq!(InboxPrefix::new(ok).unwrap().as_str(), ok);
+        }
+        for bad in ["", "_INBOX.>", "_INBOX.*", "a b", "a..b", ".a", "a.", "_INBOX\n"] {
+            assert!(InboxPrefix::new(bad).is_err(), "{bad:?}");
+        }
+        let cfg: NatsConfig = serde_json::from_str(r#"{"inbox_prefix": "_INBOX_sink"}"#).unwrap();
+        assert_eq!(cfg.inbox_prefix.as_str(), "_INBOX_sink");
+        let err = serde_json::from_str::<NatsConfig>(r#"{"inbox_prefix": "_INBOX.>"}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid inbox prefix"), "{err}");
     }
 
     #[test]
