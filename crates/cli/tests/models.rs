@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, object_store::ObjectMetadata};
@@ -24,20 +24,6 @@ const NAME: &str = "ssd_mobilenet_v2_coco";
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A second version of the model that still detects the same: the same ONNX bytes plus a
-/// `doc_string` (ModelProto field 6, wire type 2) appended at the end. Protobuf parsers accept
-/// fields in any order, so it is still a valid model, with a different digest.
-fn second_version(dir: &Path) -> PathBuf {
-    let mut bytes = std::fs::read(edgepool_testkit::model_path()).unwrap();
-    let doc = b"edgepool hot-swap test: version 2";
-    bytes.push(6 << 3 | 2);
-    bytes.push(u8::try_from(doc.len()).unwrap());
-    bytes.extend_from_slice(doc);
-    let path = dir.join("v2.onnx");
-    std::fs::write(&path, bytes).unwrap();
-    path
 }
 
 /// Runs `edgepool model push FILE --name NAME --json` and returns its JSON output.
@@ -221,7 +207,7 @@ async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ra
     let tmp = tempfile::tempdir().unwrap();
     let name = ModelName::new(NAME).unwrap();
     let v1 = models::push(&p.js, &edgepool_testkit::model_path(), &name, 1).await.unwrap();
-    let v2_file = second_version(tmp.path());
+    let v2_file = common::second_model_version(tmp.path());
 
     let watching = CancellationToken::new();
     let cfg = worker_config(NAME, &tmp.path().join("cache"));

@@ -23,6 +23,7 @@ use edgepool_sink::{Sink, SinkConfig, SinkStats};
 use edgepool_testkit::nats::NatsServer;
 use edgepool_wire::nats::{DETECTIONS, FRAMES, InboxPrefix, NatsConfig, Secret};
 use edgepool_wire::{CameraId, ContentType, ResultMessage, Status};
+use edgepool_worker::models::{self, ModelName};
 use edgepool_worker::{ARCH, Worker, WorkerConfig, WorkerMetrics};
 use futures::StreamExt;
 use tempfile::TempDir;
@@ -556,4 +557,54 @@ async fn a_client_on_the_default_inbox_prefix_gets_no_replies() {
     let js = jetstream::ContextBuilder::new().timeout(DENIED_TIMEOUT).build(client);
     assert_eq!(publish_frame(js, "cam-1").await, (0, 1), "acked without a reply subscription");
     s.wait_log(r#""$G/user:cam-1" - Subscription Violation - Subject "_INBOX."#).await;
+}
+
+/// A worker loads its model by name from the Object Store bucket MODELS (pushed by the admin),
+/// watches it and hot-swaps to a new version, all with its own grants; it cannot put, delete or
+/// purge objects, nor delete the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_reads_models_by_name_but_cannot_change_the_bucket() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let name = ModelName::new("ssd").unwrap();
+    // Default timeouts for the real work (pushing and fetching 67 MB on a busy machine).
+    let pusher = jetstream::new(s.connect("admin").await);
+    let v1 = models::push(&pusher, &edgepool_testkit::model_path(), &name, 1).await.unwrap();
+
+    let worker = jetstream::new(s.connect("worker").await);
+    let cache = tempfile::tempdir().unwrap();
+    let mut cfg = edgepool::config::Config::default();
+    cfg.model.name = Some(name.clone());
+    cfg.model.dir = Some(cache.path().to_owned());
+    let watching = CancellationToken::new();
+    let engine = edgepool::cmd::worker::model_from_nats(&worker, &cfg, watching.clone()).await.unwrap();
+    assert_eq!(engine.version(), name.version(&v1.sha256));
+
+    // A new version pushed by the admin reaches the worker through its watch.
+    let tmp = tempfile::tempdir().unwrap();
+    let v2 = models::push(&pusher, &common::second_model_version(tmp.path()), &name, 1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.version() != name.version(&v2.sha256) {
+        assert!(Instant::now() < deadline, "no hot-swap to v2 within 60 s:\n{}", s.server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = s.server.log();
+    let denied: Vec<&str> =
+        log.lines().filter(|l| l.contains(r#""$G/user:worker""#) && l.contains("Violation")).collect();
+    assert!(denied.is_empty(), "loading and watching needed more than the worker's grants: {denied:#?}");
+    watching.cancel();
+
+    // Reading is all: no put, no delete, no purge, no bucket deletion.
+    let worker = s.js("worker").await;
+    let store = worker.get_object_store(models::BUCKET).await.unwrap();
+    let put = store.put("ssd", &mut &b"not a model"[..]).await;
+    assert!(put.is_err(), "worker put an object");
+    s.wait_log(r#""$G/user:worker" - Publish Violation - Subject "$O.MODELS.C."#).await;
+    assert!(store.delete("ssd").await.is_err(), "worker deleted an object");
+    s.wait_log(r#""$G/user:worker" - Publish Violation - Subject "$O.MODELS.M."#).await;
+    assert!(worker.get_stream("OBJ_MODELS").await.unwrap().purge().await.is_err(), "worker purged the bucket");
+    assert!(worker.delete_object_store(models::BUCKET).await.is_err(), "worker deleted the bucket");
+    let info = admin.get_object_store(models::BUCKET).await.unwrap().info("ssd").await.unwrap();
+    assert!(!info.deleted);
+    assert_eq!(info.metadata.get(models::META_SHA256), Some(&v2.sha256), "the object is the admin's v2");
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,21 @@ use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{ARCH, Engine, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A second version of the model that still detects the same: the same ONNX bytes plus a
+/// `doc_string` (ModelProto field 6, wire type 2) appended at the end. Protobuf parsers accept
+/// fields in any order, so it is still a valid model, with a different digest. Written to
+/// `<dir>/v2.onnx`.
+pub fn second_model_version(dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(edgepool_testkit::model_path()).unwrap();
+    let doc = b"edgepool hot-swap test: version 2";
+    bytes.push(6 << 3 | 2);
+    bytes.push(u8::try_from(doc.len()).unwrap());
+    bytes.extend_from_slice(doc);
+    let path = dir.join("v2.onnx");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
 
 /// The model, loaded once per test binary (loading and optimizing takes a while).
 pub fn engine() -> Engine {
