@@ -267,28 +267,46 @@ fn result_msg_id(env: &Envelope) -> String {
     }
 }
 
+/// Bytes of the frame's own headers a dead letter keeps (names + values); longer values and
+/// whatever exceeds the budget are dropped and counted in `Edgepool-Headers-Dropped`.
+const DEADLETTER_HEADER_BUDGET: usize = 8 * 1024;
+
 /// The frame's original bytes and headers plus the reason, on `deadletter.<camera>`.
 async fn dead_letter(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str) -> Result<(), async_nats::Error> {
     let mut h = HeaderMap::new();
+    // The original headers are copied within a budget: a frame with huge headers and a payload
+    // near max_payload would otherwise make a dead letter the broker refuses on every delivery,
+    // leaving the frame with no outcome at all.
+    let mut budget = DEADLETTER_HEADER_BUDGET;
+    let mut dropped = 0usize;
     if let Some(orig) = msg.headers.as_ref() {
         for (name, values) in orig.iter() {
             let name: &str = name.as_ref();
-            if name.eq_ignore_ascii_case(header::MSG_ID) || name.len() > 256 {
+            if name.eq_ignore_ascii_case(header::MSG_ID) {
                 continue;
             }
-            for v in values.iter().take(4) {
+            for (i, v) in values.iter().enumerate() {
+                let cost = name.len() + v.as_str().len() + 4;
+                if i >= 4 || name.len() > 256 || v.as_str().len() > 1024 || cost > budget {
+                    dropped += 1;
+                    continue;
+                }
+                budget -= cost;
                 h.append(name, v.as_str());
             }
         }
+    }
+    if dropped > 0 {
+        h.insert("Edgepool-Headers-Dropped", dropped.to_string().as_str());
     }
     h.insert(header::MSG_ID, result_msg_id(env).as_str());
     h.insert(header::ERROR_KIND, kind);
     h.insert(header::ERROR, sanitize_header(why).as_str());
     h.insert(header::ORIGINAL_SUBJECT, sanitize_header(&msg.subject).as_str());
     h.insert(header::STREAM_SEQ, env.stream_seq.to_string().as_str());
-    // The copy must fit under max_payload with our extra headers; keep the head of a frame
-    // that was already at the limit, and say so.
-    let room = ctx.max_payload.saturating_sub(16 * 1024);
+    // The copy must fit under max_payload with the copied headers (≤ the budget) and ours
+    // (≤ 2 KiB); keep the head of a frame that was already at the limit, and say so.
+    let room = ctx.max_payload.saturating_sub(DEADLETTER_HEADER_BUDGET + 8 * 1024);
     let mut payload = msg.payload.clone();
     if payload.len() > room {
         h.insert("Edgepool-Truncated-From", payload.len().to_string().as_str());
