@@ -149,6 +149,7 @@ enum Case {
     BadMsgId,
     InvalidCamera,
     AtMaxPayload,
+    HugeHeadersAtMaxPayload,
     OverMaxPayload,
 }
 
@@ -198,6 +199,13 @@ const SPECS: &[Spec] = &[
     spec(Case::BadMsgId, "bad_msg_id", "bad_header"),
     spec(Case::InvalidCamera, "invalid_camera", "bad_camera_id"),
     Spec { case: Case::AtMaxPayload, name: "at_max_payload", expect: Expect::Poison { kind: "corrupt" }, heavy: true },
+    // 8–32 KB of an extra header plus a payload filling the rest: the dead letter must still fit.
+    Spec {
+        case: Case::HugeHeadersAtMaxPayload,
+        name: "huge_headers_at_max_payload",
+        expect: Expect::Poison { kind: "corrupt" },
+        heavy: true,
+    },
     Spec { case: Case::OverMaxPayload, name: "over_max_payload", expect: Expect::RefusedByBroker, heavy: false },
 ];
 

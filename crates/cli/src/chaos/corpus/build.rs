@@ -266,6 +266,13 @@ impl Gen {
                 p.token = token;
                 p
             }
+            Case::HugeHeadersAtMaxPayload => {
+                let mut p = frame(ct_jpeg, Bytes::new());
+                p.headers.push(("X-Camera-Notes", "n".repeat(r.range(8 * 1024, 32 * 1024))));
+                let room = self.max_payload.saturating_sub(p.wire_size());
+                p.payload = self.big.slice(..room.min(self.big.len()));
+                p
+            }
             Case::AtMaxPayload | Case::OverMaxPayload => {
                 let mut p = frame(ct_jpeg, Bytes::new());
                 let room = self.max_payload.saturating_sub(p.wire_size());
