@@ -129,7 +129,12 @@ impl Size {
         };
         match s {
             // A backlog keeps both one-slot workers busy, so every kill lands mid-frame.
-            Scenario::WorkerCrash => Self { frames: if quick { 100 } else { 400 }, fps: 12.0, ..base },
+            Scenario::WorkerCrash => Self {
+                frames: if quick { 100 } else { 800 },
+                fps: if quick { 12.0 } else { 40.0 },
+                every: Duration::from_secs(if quick { 4 } else { 5 }),
+                ..base
+            },
             Scenario::CameraOffline => Self {
                 frames: if quick { 80 } else { 300 },
                 fps: 5.0,
@@ -441,6 +446,12 @@ async fn camera_offline(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport
 
 async fn bad_input(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
     components(rig, 1).await?;
+    // Most malformed frames carry a whole photo, and DEADLETTER keeps 1 GiB (discard old): the
+    // full corpus would evict its own first dead letters by that policy before the check
+    // (4 GiB: with FRAMES and DETECTIONS, the most the server's 8 GB file store reserves).
+    let mut dl = rig.js.get_stream(edgepool_wire::nats::DEADLETTER).await?.info().await?.config.clone();
+    dl.max_bytes = 4 << 30;
+    rig.js.update_stream(dl).await?;
     let images = crate::cmd::load_images(std::slice::from_ref(&rig.opts.photos))?;
     let camera = CameraId::new("bad")?;
     // The smaller of the server's max_payload and FRAMES' max_msg_size (equal in nats/).
@@ -607,6 +618,17 @@ async fn drain(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
     components(rig, 2).await?;
     rig.start_camera("c1", z.frames, z.fps, 32)?;
     rig.pause(z.at).await;
+    // SIGTERM while both one-slot workers hold a frame, so the drain has something to finish.
+    let mut held = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let c = rig.js.get_stream(FRAMES).await?.consumer_info(edgepool_wire::nats::DETECTORS).await?;
+        held = c.num_ack_pending;
+        if held >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let started = Instant::now();
     let clean = rig.workers[0].terminate(Duration::from_secs(40)).await;
     let took = started.elapsed();
@@ -615,6 +637,8 @@ async fn drain(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
     let frames = camera_published(rig, "c1");
     let mut rep = ScenarioReport::new(Scenario::Drain, false, frames, check);
     rep.figure("drain_s", took.as_secs_f64());
+    rep.figure("frames_held_at_sigterm", held as f64);
+    rep.expect(format!("SIGTERM came while the workers held frames ({held})"), held >= 1);
     rep.expect("the worker exited 0 after SIGTERM", clean);
     rep.expect(format!("no redeliveries ({})", rep.check.redelivered), rep.check.redelivered == 0);
     Ok(rep.seal(true))
@@ -704,7 +728,8 @@ async fn sync_interval(server: &Path, args: &ChaosArgs) -> anyhow::Result<Scenar
         for i in 0..n {
             let mut h = async_nats::HeaderMap::new();
             h.insert(header::MSG_ID, format!("sync-{i}").as_str());
-            let fut = rig.js.publish_with_headers("frames.sync".to_owned(), h, payload.clone()).await?;
+            // Ten subjects: FRAMES keeps at most 1000 messages per camera (discard old).
+            let fut = rig.js.publish_with_headers(format!("frames.sync-{}", i % 10), h, payload.clone()).await?;
             in_flight.push(fut.into_future());
             while in_flight.len() >= 64 {
                 if let Some(r) = futures::StreamExt::next(&mut in_flight).await {
