@@ -24,7 +24,7 @@ use crate::config::Overrides;
 use crate::{Global, load_config, runtime, telemetry};
 
 /// The priority group the overflow setup pulls in.
-const GROUP: &str = "edgepool";
+pub(crate) const GROUP: &str = "edgepool";
 
 #[derive(Debug, clap::Args)]
 pub struct OverloadArgs {
@@ -70,6 +70,18 @@ pub struct LoadRow {
     pub share: Vec<(String, f64)>,
 }
 
+/// Recreates the `detectors` consumer with the priority group [`GROUP`] under the `overflow`
+/// policy (same definition otherwise); every worker must then pull in that group.
+pub(crate) async fn use_overflow_group(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+    let frames = js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg: consumer::pull::Config = serde_json::from_str(edgepool_wire::nats::DETECTORS_FILE)?;
+    frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.priority_groups = vec![GROUP.into()];
+    cfg.priority_policy = consumer::PriorityPolicy::Overflow;
+    frames.create_consumer(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 async fn one_load(
     args: &OverloadArgs,
     nats: &edgepool_wire::nats::NatsConfig,
@@ -81,13 +93,7 @@ async fn one_load(
 ) -> anyhow::Result<LoadRow> {
     let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
     if overflow {
-        // Same consumer, plus a priority group with the overflow policy.
-        let frames = cluster.js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut cfg: consumer::pull::Config = serde_json::from_str(edgepool_wire::nats::DETECTORS_FILE)?;
-        frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        cfg.priority_groups = vec![GROUP.into()];
-        cfg.priority_policy = consumer::PriorityPolicy::Overflow;
-        frames.create_consumer(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        use_overflow_group(&cluster.js).await?;
     }
     let fastest = args.workers.iter().copied().fold(f64::INFINITY, f64::min);
     for (i, f) in args.workers.iter().enumerate() {

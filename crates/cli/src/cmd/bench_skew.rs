@@ -40,6 +40,11 @@ pub struct SkewArgs {
     /// Write a PNG chart of throughput and share per worker, pull vs round-robin.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also run the pooled cluster with the overflow priority policy: a slower worker pulls
+    /// only while more frames wait than the faster ones finish during one of its frames, so
+    /// the end of a batch is not left waiting on a slow device's last frame.
+    #[arg(long)]
+    pub overflow: bool,
 }
 
 /// One setup's outcome.
@@ -81,6 +86,36 @@ pub struct SkewReport {
     pub pull: Run,
     pub rr: Run,
     pub per_worker: Vec<WorkerRow>,
+    /// The pooled cluster again with the overflow priority policy (`--overflow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<OverflowRun>,
+}
+
+/// The pooled cluster with the overflow priority policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverflowRun {
+    /// `min_pending` per worker (none for the fastest).
+    pub min_pending: Vec<Option<u64>>,
+    pub efficiency: f64,
+    pub pull_over_rr: f64,
+    pub run: Run,
+}
+
+/// For each worker slower than the fastest: how many frames the faster workers complete
+/// during one of its frames. Below that backlog, a frame it took would finish after the faster
+/// ones could have served it, so it waits in the overflow group.
+#[must_use]
+pub fn overflow_thresholds(caps: &[f64]) -> Vec<Option<u64>> {
+    let fastest = caps.iter().copied().fold(0.0, f64::max);
+    caps.iter()
+        .map(|c| {
+            if *c >= fastest {
+                return None;
+            }
+            let faster: f64 = caps.iter().filter(|o| *o > c).sum();
+            Some((faster / c).ceil().max(1.0) as u64)
+        })
+        .collect()
 }
 
 pub(crate) fn worker_id(i: usize, slowdown: f64) -> String {
@@ -145,8 +180,9 @@ pub(crate) async fn capacity(
     slowdown: f64,
 ) -> anyhow::Result<f64> {
     let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
-    // About 4 s of work at an assumed ~10 fps base rate, and never fewer than 4 intervals.
-    let m = ((40.0 / slowdown).ceil() as u64).max(4) + 1;
+    // About 8 s of work at an assumed ~10 fps base rate, and never fewer than 6 intervals: with
+    // 4 s a capacity was off by up to 10 % between runs, which is the whole efficiency margin.
+    let m = ((80.0 / slowdown).ceil() as u64).max(6) + 1;
     prefill(&cluster.js, &["cap".into()], m, photos).await?;
     cluster.add_worker("cap", bench_worker(slowdown, DETECTORS), engine.clone(), &prometheus::Registry::new()).await?;
     let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
@@ -165,14 +201,21 @@ async fn pooled(
     photos: &[(String, ContentType, Bytes)],
     slowdowns: &[f64],
     n: u64,
+    overflow: Option<&[Option<u64>]>,
 ) -> anyhow::Result<Run> {
     let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
+    if overflow.is_some() {
+        super::bench_overload::use_overflow_group(&cluster.js).await?;
+    }
     let cameras: Vec<String> = (0..4).map(|c| format!("cam-{c}")).collect();
     prefill(&cluster.js, &cameras, n, photos).await?;
     for (i, f) in slowdowns.iter().enumerate() {
-        cluster
-            .add_worker(&worker_id(i, *f), bench_worker(*f, DETECTORS), engine.clone(), &prometheus::Registry::new())
-            .await?;
+        let mut cfg = bench_worker(*f, DETECTORS);
+        if let Some(min) = overflow {
+            cfg.priority_group = Some(super::bench_overload::GROUP.into());
+            cfg.overflow_min_pending = min[i];
+        }
+        cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;
     }
     let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
     let done = cluster
@@ -252,13 +295,21 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
         let n = args.frames.unwrap_or((sum * args.seconds).round() as u64).max(args.workers.len() as u64 * 4);
         say(format!("capacities {caps:.2?} fps (sum {sum:.2}); {n} frames per setup"));
         say("(a) pooled pull cluster ...".into());
-        let pull = pooled(&cfg.nats, &engine, &photos, &args.workers, n).await?;
+        let pull = pooled(&cfg.nats, &engine, &photos, &args.workers, n, None).await?;
         say(format!(
             "    {:.2} fps; (b) round-robin, expect about {:.0} s ...",
             pull.fps,
             n as f64 / (args.workers.len() as f64 * slowest)
         ));
         let rr = round_robin(&cfg.nats, &engine, &photos, &args.workers, n).await?;
+        let overflow = if args.overflow {
+            let min = overflow_thresholds(&caps);
+            say(format!("(a') pooled with the overflow priority policy, min_pending {min:?} ..."));
+            let run = pooled(&cfg.nats, &engine, &photos, &args.workers, n, Some(&min)).await?;
+            Some(OverflowRun { efficiency: run.fps / sum, pull_over_rr: run.fps / rr.fps, min_pending: min, run })
+        } else {
+            None
+        };
         let per_worker = args
             .workers
             .iter()
@@ -291,6 +342,7 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
             pull,
             rr,
             per_worker,
+            overflow,
         })
     })?;
 
@@ -336,8 +388,27 @@ fn print_report(r: &SkewReport) {
         r.workers.len() as f64 * r.slowest_capacity_fps
     );
     println!("  pull / round-robin       {:>8.2}x", r.pull_over_rr);
+    if let Some(o) = &r.overflow {
+        println!(
+            "  pull with overflow       {:>8.2} fps   efficiency {:.3}, {:.2}x round-robin (min_pending {:?})",
+            o.run.fps, o.efficiency, o.pull_over_rr, o.min_pending
+        );
+    }
     println!(
         "  batch latency p50/p99    pull {:.0}/{:.0} ms, round-robin {:.0}/{:.0} ms",
         r.pull.latency_p50_ms, r.pull.latency_p99_ms, r.rr.latency_p50_ms, r.rr.latency_p99_ms
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overflow_thresholds;
+
+    #[test]
+    fn slower_workers_wait_for_what_the_faster_ones_finish_meanwhile() {
+        assert_eq!(overflow_thresholds(&[11.2, 1.13]), vec![None, Some(10)]);
+        assert_eq!(overflow_thresholds(&[10.0, 2.5, 0.5]), vec![None, Some(4), Some(25)]);
+        // Equal devices: nobody waits.
+        assert_eq!(overflow_thresholds(&[5.0, 5.0]), vec![None, None]);
+    }
 }
