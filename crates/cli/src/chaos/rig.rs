@@ -116,22 +116,19 @@ impl Rig {
     /// Starts a worker process (1 slot, 1 inference thread, plus `extra` flags) and waits until
     /// it pulls. Returns its index in `workers`.
     pub async fn add_worker(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
-        let id = format!("w{}", self.next_worker);
-        self.next_worker += 1;
-        let mut args: Vec<String> = ["worker", "--id", &id, "--slots", "1", "--threads", "1"].map(String::from).into();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let p = Proc::spawn(&id, &self.broker.urls(), &args, self.dir(), "warn,edgepool_worker=info")?;
-        self.workers.push(p);
+        self.respawn_worker(extra)?;
         let i = self.workers.len() - 1;
         self.wait_log(i, "worker started", Duration::from_secs(120)).await?;
         Ok(i)
     }
 
-    /// Starts a replacement worker without waiting for it (a restarted pod).
-    pub fn respawn_worker(&mut self) -> anyhow::Result<()> {
+    /// Starts a worker (1 slot, 1 thread, plus `extra` flags) without waiting for it: a
+    /// replacement, as a restarted pod.
+    pub fn respawn_worker(&mut self, extra: &[&str]) -> anyhow::Result<()> {
         let id = format!("w{}", self.next_worker);
         self.next_worker += 1;
-        let args: Vec<String> = ["worker", "--id", &id, "--slots", "1", "--threads", "1"].map(String::from).into();
+        let mut args: Vec<String> = ["worker", "--id", &id, "--slots", "1", "--threads", "1"].map(String::from).into();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
         self.workers.push(Proc::spawn(&id, &self.broker.urls(), &args, self.dir(), "warn,edgepool_worker=info")?);
         Ok(())
     }
@@ -238,7 +235,7 @@ impl Rig {
         seen.iter().find(|a| **a > t).map(|a| *a - t)
     }
 
-    /// Waits until `cond` holds for the rig (polling), sampling RSS meanwhile.
+    /// Waits up to `limit` for a result after `t`, sampling RSS meanwhile; returns its delay.
     pub async fn wait_results_after(&mut self, t: Instant, limit: Duration) -> Option<Duration> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {

@@ -313,13 +313,12 @@ async fn worker_crash(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> 
     rig.start_camera("c1", z.frames, z.fps, 32)?;
     let mut kills: Vec<OffsetDateTime> = Vec::new();
     rig.pause(Duration::from_secs(2)).await;
-    for k in 0..z.faults {
+    for _ in 0..z.faults {
         // The oldest live worker: with a backlog it is in the middle of a frame.
         let victim = rig.workers.iter_mut().position(|w| !w.exited()).unwrap_or(0);
-        let _ = k;
         rig.workers[victim].kill().await;
         kills.push(OffsetDateTime::now_utc());
-        rig.respawn_worker()?;
+        rig.respawn_worker(&[])?;
         rig.pause(z.every).await;
     }
     rig.settle(settle_limit(z) + z.ack_wait * 2).await?;
@@ -480,9 +479,8 @@ async fn bad_input(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
                 traceparent: None,
             };
             let h = edgepool_wire::nats::frame_headers(&meta)?;
-            let ack = rig.js.publish_with_headers(format!("frames.{good_camera}"), h, bytes.clone()).await?.await?;
+            rig.js.publish_with_headers(format!("frames.{good_camera}"), h, bytes.clone()).await?.await?;
             rig.acked.frames.insert((good_camera.to_string(), good_seq));
-            let _ = ack;
             good_keys.push(good_seq);
             good_seq += 1;
             sent += 1;
@@ -673,7 +671,7 @@ async fn soak(rig: &mut Rig, duration: Duration, quick: bool) -> anyhow::Result<
             rig.workers[*i].kill().await;
             kills += 1;
             victim_turn += 1;
-            rig.respawn_worker()?;
+            rig.respawn_worker(&[])?;
         }
     }
     rig.settle(duration + Duration::from_secs(120)).await?;

@@ -161,20 +161,7 @@ impl Pipeline {
     }
 }
 
-/// Fetches every message currently in `stream` (for checks), via an ephemeral ordered consumer.
+/// Every message currently in `stream` (for checks): the reliability checker's reader.
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<async_nats::Message> {
-    use futures::StreamExt;
-    let s = js.get_stream(stream).await.unwrap();
-    let count = s.get_info().await.unwrap().state.messages;
-    if count == 0 {
-        return Vec::new();
-    }
-    let consumer = s.create_consumer(jetstream::consumer::pull::OrderedConfig { ..Default::default() }).await.unwrap();
-    let mut msgs = consumer.messages().await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < count as usize {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next()).await.unwrap().unwrap().unwrap();
-        out.push(m.message);
-    }
-    out
+    edgepool::chaos::checker::read_stream(js, stream).await.unwrap()
 }
