@@ -28,19 +28,27 @@ model:
 # Detector benchmark: per-stage split, fps per layout, ratio to onnxruntime.
 bench-detect *ARGS:
     cargo xtask model
-    cargo run --release -p edgepool -- bench detect {{ARGS}}
+    cargo run --release -p edgepool-bench -- detect {{ARGS}}
+
+# Any benchmark by name (edgepool-bench: detect, pipeline, skew, overload, memory, chaos).
+bench NAME *ARGS:
+    cargo xtask tools
+    cargo xtask model
+    cargo build --release -p edgepool
+    cargo run --release -p edgepool-bench -- {{NAME}} {{ARGS}}
 
 # Pipeline overhead benchmark: edgepool vs raw JetStream publish+consume.
 bench-pipeline *ARGS:
     cargo xtask tools
-    cargo run --release -p edgepool -- bench pipeline {{ARGS}}
+    cargo run --release -p edgepool-bench -- pipeline {{ARGS}}
 
 # Reliability scenarios at full size on real processes (docs/reliability.md): `just chaos`,
 # `just chaos worker-crash,cluster`, `just chaos soak --duration 10m`, `just chaos sync`.
 chaos scenarios="all" *ARGS:
     cargo xtask tools
     cargo xtask model
-    cargo run --release -p edgepool -- bench chaos {{scenarios}} {{ARGS}}
+    cargo build --release -p edgepool
+    cargo run --release -p edgepool-bench -- chaos {{scenarios}} {{ARGS}}
 
 # --- Kubernetes (docs/deploy-microk8s.md) ---------------------------------------------------
 

@@ -4,7 +4,7 @@
 //! lines up to an empty line are `Name: value` headers, everything after the empty line is the
 //! payload. Beyond "never panics", a frame that parses must (a) have a valid camera id, (b)
 //! survive the worker's result serialization with its `captured_at`, and (c) parse again to the
-//! same metadata from the headers `edgepool_wire::nats::frame_headers` would write for it.
+//! same metadata from the headers `edgepool_nats::frame_headers` would write for it.
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics of a camera (publisher), registered from the catalog in `edgepool-wire`.
 
-use edgepool_wire::metrics as cat;
+use edgepool_runtime::metrics as cat;
 use prometheus::{IntCounter, Registry};
 
 use crate::publisher::{AckResult, Outcome};

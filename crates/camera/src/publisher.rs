@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use edgepool_nats::frame_headers;
 use edgepool_wire::frame::FRAMES_PREFIX;
-use edgepool_wire::nats::frame_headers;
 use edgepool_wire::{CameraId, ContentType, FrameMeta, FrameSeq, TimeOutOfRange};
 
 use crate::metrics::CameraMetrics;
@@ -51,6 +51,10 @@ pub struct PublisherConfig {
     /// When `max_in_flight` is reached: drop the new frame (live cameras: an old frame in
     /// hand is worth less than the next one) instead of waiting.
     pub drop_when_full: bool,
+    /// On shutdown, how long to wait for the acks of frames in flight; frames still unacked
+    /// then are abandoned (counted, never acknowledged, so nothing acknowledged is lost).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for PublisherConfig {
@@ -61,6 +65,7 @@ impl Default for PublisherConfig {
             retry_backoff: Duration::from_millis(250),
             ack_timeout: Duration::from_secs(5),
             drop_when_full: false,
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -80,6 +85,9 @@ pub struct Stats {
     pub dropped: u64,
     /// Retried attempts (not frames).
     pub retries: u64,
+    /// Still unacked when a shutdown's drain timeout ran out: not stored as far as the camera
+    /// knows, and never reported as acknowledged.
+    pub abandoned: u64,
 }
 
 /// What `publish` did with a frame.
@@ -302,6 +310,26 @@ impl Publisher {
     pub async fn flush(&mut self) -> Stats {
         while let Some(done) = self.in_flight.next().await {
             self.record(done);
+        }
+        self.stats
+    }
+
+    /// Like [`Publisher::flush`], but gives up after `drain_timeout` (the broker may be gone):
+    /// frames still in flight are counted as `abandoned` and dropped.
+    pub async fn drain(&mut self) -> Stats {
+        let deadline = tokio::time::Instant::now() + self.cfg.drain_timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.in_flight.next()).await {
+                Ok(Some(done)) => self.record(done),
+                Ok(None) => break,
+                Err(_) => {
+                    let left = self.in_flight.len() as u64;
+                    tracing::warn!(camera = %self.camera, frames = left, "frames still unacked at shutdown; abandoned");
+                    self.stats.abandoned += left;
+                    self.in_flight = FuturesUnordered::new();
+                    break;
+                }
+            }
         }
         self.stats
     }

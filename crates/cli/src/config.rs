@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use edgepool_camera::PublisherConfig;
 use edgepool_detector::DetectorConfig;
+use edgepool_nats::NatsConfig;
+use edgepool_runtime::telemetry::LogConfig;
 use edgepool_sink::SinkConfig;
-use edgepool_wire::nats::NatsConfig;
 use edgepool_worker::WorkerConfig;
 
 /// Where the model comes from.
@@ -48,30 +49,6 @@ impl ModelConfig {
             None => edgepool_detector::default_model_path(),
         }
     }
-}
-
-/// Log output.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `pretty` for terminals, `json` for Kubernetes.
-    pub format: LogFormat,
-    /// Filter when `RUST_LOG` is unset, e.g. `info` or `edgepool_worker=debug,info`.
-    /// Empty: each command's default (`info` for services, `warn` for interactive commands).
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: String::new() }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Pretty,
-    Json,
 }
 
 /// The whole configuration. Each subcommand reads the sections it needs.

@@ -3,13 +3,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod alloc;
-pub mod chaos;
-pub mod cluster;
+pub mod app;
 pub mod cmd;
 pub mod config;
 pub mod draw;
-pub mod embedded;
-pub mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +61,7 @@ pub struct Global {
     pub nats_tls_key: Option<PathBuf>,
     /// Log format: pretty (terminals) or json (Kubernetes) [env: EDGEPOOL_LOG_FORMAT].
     #[arg(long, global = true, value_enum)]
-    pub log_format: Option<config::LogFormat>,
+    pub log_format: Option<edgepool_runtime::telemetry::LogFormat>,
     /// Load and validate arguments and configuration, print the result (secrets redacted) and
     /// exit: 0 when valid, 2 when not. Used to check Kubernetes manifests.
     #[arg(long, global = true)]
@@ -82,8 +79,8 @@ impl Global {
             .set(
                 "log.format",
                 self.log_format.map(|f| match f {
-                    config::LogFormat::Pretty => "pretty",
-                    config::LogFormat::Json => "json",
+                    edgepool_runtime::telemetry::LogFormat::Pretty => "pretty",
+                    edgepool_runtime::telemetry::LogFormat::Json => "json",
                 }),
             );
     }
@@ -114,9 +111,10 @@ pub enum Command {
     Top(cmd::top::TopArgs),
     /// Print docs/metrics.md, generated from the metric catalog.
     MetricsDoc,
-    /// Benchmarks that print ratios measured side by side in one run.
-    #[command(subcommand)]
-    Bench(cmd::bench::BenchCommand),
+    /// Benchmarks and fault injection: runs the separate `edgepool-bench` binary (built from a
+    /// checkout, not shipped in the image); `edgepool bench --help` lists them.
+    #[command(disable_help_flag = true)]
+    Bench(cmd::bench::BenchArgs),
 }
 
 /// Loads the layered configuration with this command's flags on top.
@@ -132,18 +130,16 @@ pub fn load_config(global: &Global, flags: &Overrides) -> anyhow::Result<Config>
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(
-        cli.command,
-        Command::Worker(_) | Command::Sink(_) | Command::Camera(_) | Command::Demo(_) | Command::Bench(_)
-    ) && !cli.global.check
+    if matches!(cli.command, Command::Worker(_) | Command::Sink(_) | Command::Camera(_) | Command::Demo(_))
+        && !cli.global.check
     {
         alloc::tune_by_reexec();
     }
     let result = match cli.command {
         Command::Detect(args) => cmd::detect::run(args),
-        Command::Bench(b) => cmd::bench::run(&cli.global, b),
+        Command::Bench(_) => cmd::bench::run(),
         Command::MetricsDoc => {
-            print!("{}", edgepool_wire::metrics::markdown());
+            print!("{}", edgepool_runtime::metrics::markdown());
             Ok(ExitCode::SUCCESS)
         }
         Command::Setup(a) => cmd::setup::run(&cli.global, a),
@@ -181,9 +177,4 @@ pub fn print_check(cfg: &Config) -> ExitCode {
 
 fn toml_text(cfg: &Config) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(cfg)?)
-}
-
-/// A multi-threaded tokio runtime for the async subcommands.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("edgepool").build()?)
 }

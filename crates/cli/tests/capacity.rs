@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Pipeline, engine};
-use edgepool_wire::nats::{DETECTORS, FRAMES};
+use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_worker::WorkerConfig;
 
 /// Samples the consumer for `window`; returns the largest (ack pending, waiting pulls) seen.

@@ -7,16 +7,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Pipeline, engine};
-use edgepool_wire::nats::{DETECTORS, FRAMES};
+use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_worker::WorkerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_frames_without_redelivery() {
     let mut p = Pipeline::start().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgepool"))
-        .args(["worker", "--id", "draining", "--slots", "2", "--slowdown", "3", "--nats-url", p.server.url()])
+        .args(["worker", "--id", "draining", "--slots", "2", "--slowdown", "3", "--nats-url", &p.server.url()])
         .arg("--model")
-        .arg(edgepool_testkit::model_path())
+        .arg(edgepool_harness::fixtures::model_path())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

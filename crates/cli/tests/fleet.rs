@@ -47,7 +47,7 @@ async fn workers_register_measured_capacity_and_status_reports_the_fleet() {
     assert_eq!(s.sizing.len(), 1, "one arch on this machine");
     assert!(s.sizing[0].replicas_alone.is_some());
     // `edgepool top --once` shows the same fleet from another process.
-    let url = p.server.url().to_owned();
+    let url = p.server.url();
     let top = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_edgepool"))
             .args(["top", "--once", "--nats-url", &url])

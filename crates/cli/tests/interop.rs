@@ -16,7 +16,7 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("EDGEPOOL_TEST_PYTHON") {
         return PathBuf::from(p);
     }
-    let p = edgepool_testkit::model_dir().parent().unwrap().join("tools/bin/python");
+    let p = edgepool_harness::fixtures::model_dir().parent().unwrap().join("tools/bin/python");
     assert!(p.is_file(), "no Python with nats-py at {}: run `cargo xtask tools` (or `cargo xtask test`)", p.display());
     p
 }
@@ -25,14 +25,14 @@ fn python() -> PathBuf {
 async fn nats_py_producer_and_subscriber_follow_the_documented_contract() {
     let mut p = Pipeline::start().await;
     p.add_worker("w1", WorkerConfig::default(), engine()).await;
-    let root = edgepool_testkit::workspace_root();
-    let url = p.server.url().to_owned();
+    let root = edgepool_harness::fixtures::workspace_root();
+    let url = p.server.url();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(root.join("crates/cli/tests/interop/nats_py_client.py"))
             .args(["--url", &url])
             .arg("--photos")
-            .arg(edgepool_testkit::photos_dir())
+            .arg(edgepool_harness::fixtures::photos_dir())
             .arg("--schema")
             .arg(root.join("docs/result.schema.json"))
             .output()

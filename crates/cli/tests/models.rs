@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, object_store::ObjectMetadata};
 use common::{Pipeline, expected_labels, read_stream};
 use edgepool::config::{Config, ModelConfig};
-use edgepool_testkit::nats::NatsServer;
-use edgepool_wire::nats::{DETECTIONS, FRAMES};
+use edgepool_harness::Broker;
+use edgepool_nats::{DETECTIONS, FRAMES};
 use edgepool_wire::{ResultMessage, Status};
 use edgepool_worker::models::{self, META_SHA256, META_SIZE, ModelError, ModelName, ModelSource, PushChange};
 use edgepool_worker::{Engine, WorkerConfig};
@@ -56,7 +56,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_stores_digest_and_size_and_the_same_bytes_twice_are_a_no_op() {
-    let server = NatsServer::start();
+    let server = Broker::single().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("small.onnx");
     // Not a model: push does not parse the file, and several chunks exercise the streaming.
@@ -64,7 +64,7 @@ async fn push_stores_digest_and_size_and_the_same_bytes_twice_are_a_no_op() {
     std::fs::write(&file, &bytes).unwrap();
     let sha = sha256_hex(&bytes);
 
-    let url = server.url().to_owned();
+    let url = server.url();
     let (f, u) = (file.clone(), url.clone());
     let first = tokio::task::spawn_blocking(move || cli_push(&u, &f, "tiny")).await.unwrap();
     assert_eq!(first["change"], "created", "{first}");
@@ -101,7 +101,9 @@ async fn push_stores_digest_and_size_and_the_same_bytes_twice_are_a_no_op() {
 async fn worker_loads_the_model_by_name_and_results_name_its_version() {
     let mut p = Pipeline::start().await;
     let cache = tempfile::tempdir().unwrap();
-    let pushed = models::push(&p.js, &edgepool_testkit::model_path(), &ModelName::new(NAME).unwrap(), 1).await.unwrap();
+    let pushed = models::push(&p.js, &edgepool_harness::fixtures::model_path(), &ModelName::new(NAME).unwrap(), 1)
+        .await
+        .unwrap();
     assert_eq!(pushed.change, PushChange::Created);
     let version = format!("{NAME}@sha256:{}", &pushed.sha256[..12]);
 
@@ -139,8 +141,8 @@ async fn worker_loads_the_model_by_name_and_results_name_its_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_mismatch_is_refused_and_a_corrupt_cache_is_replaced() {
-    let server = NatsServer::start();
-    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    let server = Broker::single().unwrap();
+    let js = jetstream::new(async_nats::connect(server.url().as_str()).await.unwrap());
     let tmp = tempfile::tempdir().unwrap();
     let name = ModelName::new("blob").unwrap();
     let open = |dir: &Path| ModelSource::open(&js, name.clone(), dir.to_owned(), Default::default());
@@ -206,7 +208,7 @@ async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ra
     let mut p = Pipeline::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let name = ModelName::new(NAME).unwrap();
-    let v1 = models::push(&p.js, &edgepool_testkit::model_path(), &name, 1).await.unwrap();
+    let v1 = models::push(&p.js, &edgepool_harness::fixtures::model_path(), &name, 1).await.unwrap();
     let v2_file = common::second_model_version(tmp.path());
 
     let watching = CancellationToken::new();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{Pipeline, engine, expected_labels, photos, read_stream};
-use edgepool_wire::nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES, frame_headers};
+use edgepool_nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES, frame_headers};
 use edgepool_wire::{CameraId, FrameMeta, FrameSeq, ResultMessage, Status, header};
 use edgepool_worker::WorkerConfig;
 

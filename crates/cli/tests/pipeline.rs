@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use common::{Pipeline, engine, expected_labels, read_stream};
-use edgepool_wire::nats::{Change, DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
+use edgepool_nats::{Change, DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
 use edgepool_wire::{ResultMessage, Status, header};
 use edgepool_worker::WorkerConfig;
 
@@ -50,20 +50,20 @@ async fn two_cameras_two_workers_give_exactly_one_right_result_per_frame() {
 
 #[tokio::test]
 async fn setup_is_idempotent_and_reports_changes() {
-    let server = edgepool_testkit::nats::NatsServer::start();
-    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
-    let first = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
+    let server = edgepool_harness::Broker::single().unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(server.url().as_str()).await.unwrap());
+    let first = edgepool_nats::apply(&js, Default::default()).await.unwrap();
     assert_eq!(first.len(), 5, "3 streams, the consumer, the fleet registry");
     assert!(first.iter().all(|a| a.change == Change::Created), "{first:?}");
 
-    let second = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
+    let second = edgepool_nats::apply(&js, Default::default()).await.unwrap();
     assert!(second.iter().all(|a| a.change == Change::Unchanged), "{second:?}");
 
     // Drift: someone changed max_age by hand; setup puts it back and says so.
     let mut cfg = js.get_stream(FRAMES).await.unwrap().get_info().await.unwrap().config;
     cfg.max_age = Duration::from_secs(600);
     js.update_stream(&cfg).await.unwrap();
-    let third = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
+    let third = edgepool_nats::apply(&js, Default::default()).await.unwrap();
     let frames = third.iter().find(|a| a.name == FRAMES).unwrap();
     match &frames.change {
         Change::Updated { fields } => assert!(fields.iter().any(|f| f.starts_with("max_age")), "{fields:?}"),
@@ -88,7 +88,7 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
     let mut p = Pipeline::start().await;
     p.add_worker("w", WorkerConfig::default(), engine()).await;
     let js = &p.js;
-    let jpeg = std::fs::read(edgepool_testkit::photo("grace_hopper.jpg")).unwrap();
+    let jpeg = std::fs::read(edgepool_harness::fixtures::photo("grace_hopper.jpg")).unwrap();
 
     let mut missing_seq = HeaderMap::new();
     missing_seq.insert(

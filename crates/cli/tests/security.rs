@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use edgepool_camera::{Frame, Publisher, PublisherConfig};
+use edgepool_harness::Broker;
+use edgepool_nats::{DETECTIONS, FRAMES, InboxPrefix, NatsConfig, Secret};
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
-use edgepool_testkit::nats::NatsServer;
-use edgepool_wire::nats::{DETECTIONS, FRAMES, InboxPrefix, NatsConfig, Secret};
 use edgepool_wire::{CameraId, ContentType, ResultMessage, Status};
 use edgepool_worker::models::{self, ModelName};
 use edgepool_worker::{ARCH, Worker, WorkerConfig, WorkerMetrics};
@@ -119,7 +119,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// The secure broker as shipped, plus the credentials the test made for it.
 struct Secure {
-    server: NatsServer,
+    server: Broker,
     ca: TestCa,
     passwords: Vec<(&'static str, String)>,
 }
@@ -139,8 +139,13 @@ impl Secure {
             ("EDGEPOOL_NATS_TLS_KEY", paths[1].as_str()),
             ("EDGEPOOL_NATS_TLS_CA", paths[2].as_str()),
         ]);
-        let conf = edgepool_testkit::workspace_root().join("nats/nats-server-secure.conf");
-        let server = NatsServer::start_with_conf_file(&conf, &env);
+        let conf = edgepool_harness::fixtures::workspace_root().join("nats/nats-server-secure.conf");
+        let server = Broker::start(edgepool_harness::BrokerOptions {
+            conf: edgepool_harness::Conf::File(conf),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..edgepool_harness::BrokerOptions::single()
+        })
+        .unwrap();
         Self { server, ca, passwords }
     }
 
@@ -152,7 +157,7 @@ impl Secure {
     /// user's own inbox prefix.
     fn config(&self, user: &str) -> NatsConfig {
         NatsConfig {
-            url: Some(self.server.url().to_owned()),
+            url: Some(self.server.url()),
             user: Some(user.to_owned()),
             password: Some(Secret::new(self.password(user))),
             tls_ca: Some(self.ca.path("ca.pem")),
@@ -173,16 +178,16 @@ impl Secure {
     /// Connects as admin and runs setup (the admin's job).
     async fn setup(&self) -> jetstream::Context {
         let js = self.js("admin").await;
-        let applied = edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
-        assert!(applied.iter().all(|a| a.change == edgepool_wire::nats::Change::Created), "{applied:?}");
+        let applied = edgepool_nats::apply(&js, Default::default()).await.unwrap();
+        assert!(applied.iter().all(|a| a.change == edgepool_nats::Change::Created), "{applied:?}");
         js
     }
 
     /// Waits until the server log mentions `needle` (violations are logged asynchronously).
     async fn wait_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.server.log().contains(needle) {
-            assert!(Instant::now() < deadline, "server log never mentioned {needle:?}:\n{}", self.server.log());
+        while !self.server.log(0).contains(needle) {
+            assert!(Instant::now() < deadline, "server log never mentioned {needle:?}:\n{}", self.server.log(0));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -203,7 +208,7 @@ async fn messages(js: &jetstream::Context, stream: &str) -> u64 {
 }
 
 fn jpeg() -> Bytes {
-    Bytes::from(std::fs::read(edgepool_testkit::photos_dir().join("grace_hopper.jpg")).unwrap())
+    Bytes::from(std::fs::read(edgepool_harness::fixtures::photos_dir().join("grace_hopper.jpg")).unwrap())
 }
 
 /// Publishes one frame as `camera` through the camera's own code; returns `(acked, failed)`.
@@ -299,7 +304,7 @@ async fn worker_processes_a_frame_end_to_end_with_least_privilege() {
     let fleet = admin.get_key_value(edgepool_wire::fleet::BUCKET).await.unwrap();
     let deadline = Instant::now() + edgepool_wire::fleet::REFRESH * 3;
     while fleet.get("w1").await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "worker never registered:\n{}", s.server.log());
+        assert!(Instant::now() < deadline, "worker never registered:\n{}", s.server.log(0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     worker_stop.cancel();
@@ -383,8 +388,8 @@ async fn subscriber_reads_detections_but_cannot_publish_frames() {
 async fn admin_runs_setup_but_does_not_touch_data() {
     let s = Secure::start();
     let admin = s.setup().await;
-    let again = edgepool_wire::nats::apply(&admin, Default::default()).await.unwrap();
-    assert!(again.iter().all(|a| a.change == edgepool_wire::nats::Change::Unchanged), "{again:?}");
+    let again = edgepool_nats::apply(&admin, Default::default()).await.unwrap();
+    assert!(again.iter().all(|a| a.change == edgepool_nats::Change::Unchanged), "{again:?}");
     let forged = admin.publish("frames.cam-1", jpeg()).await.unwrap().await;
     assert!(forged.is_err(), "admin published a frame");
     assert_eq!(messages(&admin, FRAMES).await, 0);
@@ -471,7 +476,7 @@ fn credentials_never_appear_in_help_check_or_logs() {
     // A failing connection at trace level: the error and every log line leave the secret out.
     let s = Secure::start();
     let ca = s.ca.path("ca.pem").display().to_string();
-    let url = s.server.url().to_owned();
+    let url = s.server.url();
     let (ok, text) = edgepool(&["--nats-url", &url, "--nats-user", "admin", "--nats-tls-ca", &ca, "setup"], secret);
     assert!(!ok, "setup with a wrong password succeeded: {text}");
     assert!(text.to_lowercase().contains("authorization"), "{text}");
@@ -569,7 +574,7 @@ async fn worker_reads_models_by_name_but_cannot_change_the_bucket() {
     let name = ModelName::new("ssd").unwrap();
     // Default timeouts for the real work (pushing and fetching 67 MB on a busy machine).
     let pusher = jetstream::new(s.connect("admin").await);
-    let v1 = models::push(&pusher, &edgepool_testkit::model_path(), &name, 1).await.unwrap();
+    let v1 = models::push(&pusher, &edgepool_harness::fixtures::model_path(), &name, 1).await.unwrap();
 
     let worker = jetstream::new(s.connect("worker").await);
     let cache = tempfile::tempdir().unwrap();
@@ -585,10 +590,10 @@ async fn worker_reads_models_by_name_but_cannot_change_the_bucket() {
     let v2 = models::push(&pusher, &common::second_model_version(tmp.path()), &name, 1).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while engine.version() != name.version(&v2.sha256) {
-        assert!(Instant::now() < deadline, "no hot-swap to v2 within 60 s:\n{}", s.server.log());
+        assert!(Instant::now() < deadline, "no hot-swap to v2 within 60 s:\n{}", s.server.log(0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = s.server.log();
+    let log = s.server.log(0);
     let denied: Vec<&str> =
         log.lines().filter(|l| l.contains(r#""$G/user:worker""#) && l.contains("Violation")).collect();
     assert!(denied.is_empty(), "loading and watching needed more than the worker's grants: {denied:#?}");

@@ -124,7 +124,7 @@ fn zero_sized_png_is_corrupt() {
 #[test]
 fn limits_come_from_the_config() {
     let cfg = DetectorConfig { limits: DecodeLimits { max_bytes: 1000, max_pixels: 1000 }, ..Default::default() };
-    let small = Model::load(&edgepool_testkit::model_path(), &cfg).unwrap();
+    let small = Model::load(&common::model_path(), &cfg).unwrap();
     let mut s = small.session();
     let jpeg = photo_bytes("grace_hopper.jpg");
     assert_eq!(s.detect(&jpeg).unwrap_err(), DetectError::TooLarge { bytes: jpeg.len(), max: 1000 });
@@ -158,5 +158,5 @@ fn missing_model_says_what_to_do() {
     let e = Model::load(std::path::Path::new("/nonexistent/model.onnx"), &DetectorConfig::default()).unwrap_err();
     assert!(e.to_string().contains("cargo xtask model"), "{e}");
     let bad = DetectorConfig { threads: 0, ..Default::default() };
-    assert!(Model::load(&edgepool_testkit::model_path(), &bad).is_err());
+    assert!(Model::load(&common::model_path(), &bad).is_err());
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use common::{model, photo_bytes};
 
 fn golden(file: &str) -> PathBuf {
-    edgepool_testkit::workspace_root().join("testdata/golden").join(file)
+    common::workspace_root().join("testdata/golden").join(file)
 }
 
 fn read_f32le(file: &str) -> Vec<f32> {
@@ -72,7 +72,7 @@ fn tract_matches_onnxruntime_golden_outputs() {
 #[test]
 fn threads_do_not_change_the_outputs() {
     let cfg = edgepool_detector::DetectorConfig { threads: 2, ..Default::default() };
-    let two = edgepool_detector::Model::load(&edgepool_testkit::model_path(), &cfg).unwrap();
+    let two = edgepool_detector::Model::load(&common::model_path(), &cfg).unwrap();
     let input = committed_input();
     let (b1, s1) = model().session().run_tensor(&input).unwrap();
     let (b2, s2) = two.session().run_tensor(&input).unwrap();

@@ -3,7 +3,6 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod http;
 pub mod metrics;
 mod run;
 pub mod stats;

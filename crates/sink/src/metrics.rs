@@ -1,6 +1,6 @@
 //! Prometheus metrics of the sink, registered from the catalog in `edgepool-wire`.
 
-use edgepool_wire::metrics as cat;
+use edgepool_runtime::metrics as cat;
 use edgepool_wire::{ResultMessage, Status};
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
 
@@ -88,7 +88,7 @@ impl JetStreamMetrics {
         every: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        use edgepool_wire::nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
+        use edgepool_nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
         let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         loop {
             let mut ok = true;

@@ -18,12 +18,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use edgepool_nats::DETECTIONS;
 use edgepool_wire::ResultMessage;
-use edgepool_wire::nats::DETECTIONS;
 
-use crate::http::Readiness;
 use crate::metrics::{JetStreamMetrics, SinkMetrics};
 use crate::stats::SinkStats;
+use edgepool_runtime::http::Readiness;
 
 /// Sink settings (`[sink]`, `EDGEPOOL_SINK_*`, `edgepool sink` flags).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ impl Default for SinkConfig {
         Self { durable: "sink".into(), replay: false, jsonl: None, listen: None }
     }
 }
+
+/// How long the sink waits for the broker to take an ack (or a final flush) before moving on.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How often the sink polls stream and consumer info for the JetStream metrics: often enough for
 /// a 15 s scrape interval, rare enough to cost the server nothing.
@@ -99,23 +102,12 @@ impl Sink {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let stream = js.get_stream(DETECTIONS).await.context("DETECTIONS stream not found; run `edgepool setup`")?;
+        // The consumer is defined in nats/consumers/DETECTIONS.sink.json; only its durable name
+        // and where a new one starts (replay or not) come from the sink's configuration.
+        let definition = edgepool_nats::sink_consumer(&cfg.durable, cfg.replay)
+            .context("nats/consumers/DETECTIONS.sink.json does not parse")?;
         let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &cfg.durable,
-                consumer::pull::Config {
-                    durable_name: Some(cfg.durable.clone()),
-                    description: Some("edgepool sink".into()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
-                    deliver_policy: if cfg.replay {
-                        consumer::DeliverPolicy::All
-                    } else {
-                        consumer::DeliverPolicy::New
-                    },
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(&cfg.durable, definition)
             .await
             .with_context(|| format!("binding consumer DETECTIONS/{}", cfg.durable))?;
         let mut jsonl = match &cfg.jsonl {
@@ -137,15 +129,19 @@ impl Sink {
         };
 
         while !shutdown.is_cancelled() {
-            let mut messages = match consumer
+            let start = consumer
                 .stream()
                 .max_messages_per_batch(256)
                 .max_bytes_per_batch(4 << 20)
                 .heartbeat(Duration::from_secs(5))
                 .expires(Duration::from_secs(15))
-                .messages()
-                .await
-            {
+                .messages();
+            // Starting can wait on a broker that is gone: a shutdown must not.
+            let started = tokio::select! {
+                s = start => s,
+                () = shutdown.cancelled() => break,
+            };
+            let mut messages = match started {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not start consuming results; retrying");
@@ -169,8 +165,13 @@ impl Sink {
                     Some(Ok(m)) => m,
                 };
                 self.handle(&msg.payload, jsonl.as_mut()).await;
-                if let Err(e) = msg.ack().await {
-                    tracing::debug!(error = %e, "result ack failed; it will be redelivered and deduplicated");
+                // A plain ack only queues a publish, but with the broker gone that queue fills.
+                match tokio::time::timeout(ACK_TIMEOUT, msg.ack()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "result ack failed; it will be redelivered and deduplicated");
+                    }
+                    Err(_) => tracing::debug!("result ack timed out; it will be redelivered and deduplicated"),
                 }
                 if messages_idle(&msg) {
                     if let Some(w) = jsonl.as_mut() {
@@ -182,10 +183,16 @@ impl Sink {
         if let Some(w) = jsonl.as_mut() {
             w.flush().await.context("flushing the JSONL file")?;
         }
-        let _ = poller.await;
-        // Plain acks are fire-and-forget: flush them before leaving.
-        let _ = js.client().flush().await;
         self.ready.set(false);
+        // Everything below waits on the broker, which may be gone: each wait is bounded, and
+        // what is not acked by then is redelivered to the next sink and deduplicated.
+        if tokio::time::timeout(ACK_TIMEOUT, poller).await.is_err() {
+            tracing::debug!("the JetStream poller did not stop in time");
+        }
+        // Plain acks are fire-and-forget: flush them before leaving.
+        if tokio::time::timeout(ACK_TIMEOUT, js.client().flush()).await.is_err() {
+            tracing::warn!("could not flush the last result acks; those results will be redelivered (deduplicated)");
+        }
         Ok(())
     }
 

@@ -73,7 +73,7 @@ impl Default for WorkerConfig {
             slowdown: 1.0,
             publish_attempts: 5,
             listen: None,
-            consumer: edgepool_wire::nats::DETECTORS.to_owned(),
+            consumer: edgepool_nats::DETECTORS.to_owned(),
             priority_group: None,
             overflow_min_pending: None,
         }

@@ -1,6 +1,6 @@
 //! Prometheus metrics of one worker, registered from the catalog in `edgepool-wire`.
 
-use edgepool_wire::metrics as cat;
+use edgepool_runtime::metrics as cat;
 use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Handles created once; the per-frame path only increments.

@@ -7,8 +7,8 @@ use async_nats::jetstream::{self, AckKind, Message};
 use bytes::Bytes;
 use time::OffsetDateTime;
 
+use edgepool_nats::header_str;
 use edgepool_wire::frame::{DEADLETTER_PREFIX, FrameError, INVALID_CAMERA_TOKEN, header, subject_token};
-use edgepool_wire::nats::header_str;
 use edgepool_wire::{ErrorInfo, FrameMeta, ResultMessage, SCHEMA_VERSION, Status, Timings, WorkerId};
 
 use crate::config::WorkerConfig;

@@ -11,8 +11,8 @@ use futures::{FutureExt as _, StreamExt};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use edgepool_nats::FRAMES;
 use edgepool_wire::WorkerId;
-use edgepool_wire::nats::FRAMES;
 
 use crate::config::WorkerConfig;
 use crate::engine::{Engine, Runner};

@@ -3,7 +3,7 @@
 
 use async_nats::jetstream::Message;
 
-use edgepool_wire::nats::header_str;
+use edgepool_nats::header_str;
 
 /// The header a test sets on a frame to make its processing panic: `async` or `blocking`.
 pub(crate) const PANIC_HEADER: &str = "Edgepool-Test-Panic";

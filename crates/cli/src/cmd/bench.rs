@@ -1,36 +1,50 @@
-//! `edgepool bench`: benchmarks that print ratios measured side by side in one run. A small
-//! dispatcher; each benchmark lives in its own module.
+//! `edgepool bench …`: the benchmarks and the chaos harness are the separate `edgepool-bench`
+//! binary (crates/bench), so the `edgepool` that ships to devices carries none of their code.
+//! This command finds that binary and hands it the whole command line.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{bench_detect, bench_memory, bench_overload, bench_pipeline, bench_skew};
-use crate::Global;
-
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Detector speed: per-stage split, fps per thread layout, peak RSS, ratio to onnxruntime.
-    Detect(bench_detect::BenchDetectArgs),
-    /// Pipeline overhead over raw JetStream, and cluster throughput against the bare detector.
-    Pipeline(bench_pipeline::PipelineArgs),
-    /// Pooled pull vs round-robin on emulated devices of different speeds (the headline claim).
-    Skew(bench_skew::SkewArgs),
-    /// Latency and stale drops at 50/100/150 % of fleet capacity; the overflow priority policy.
-    Overload(bench_overload::OverloadArgs),
-    /// Resident memory of a worker, a sink and a camera at a steady load.
-    Memory(bench_memory::MemoryArgs),
-    /// Fault injection on real processes (worker kill -9, broker kill/restart, cluster node
-    /// loss, camera offline, malformed input, drain, soak) with a lost/duplicate checker.
-    Chaos(crate::chaos::ChaosArgs),
+/// Everything after `bench`, handed over untouched.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
 }
 
-pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        // The detector bench needs no NATS or config file: it measures the detector alone.
-        BenchCommand::Detect(args) => bench_detect::run(args),
-        BenchCommand::Pipeline(args) => bench_pipeline::run(global, args),
-        BenchCommand::Memory(args) => bench_memory::run(global, args),
-        BenchCommand::Skew(args) => bench_skew::run(global, args),
-        BenchCommand::Overload(args) => bench_overload::run(global, args),
-        BenchCommand::Chaos(args) => crate::chaos::run(global, args),
+const BENCHMARKS: &str = "\
+benchmarks (edgepool-bench):
+  detect    detector speed: per-stage split, fps per thread layout, peak RSS, ratio to onnxruntime
+  pipeline  pipeline overhead over raw JetStream, cluster throughput against the bare detector
+  skew      pooled pull vs round-robin on emulated devices of different speeds
+  overload  latency and stale drops at 50/100/150 % of fleet capacity
+  memory    resident memory of a worker, a sink and a camera at a steady load
+  chaos     fault injection on real processes with a lost/duplicate checker";
+
+/// `edgepool-bench` next to this binary, else on `PATH`.
+fn find() -> Option<PathBuf> {
+    let name = format!("edgepool-bench{}", std::env::consts::EXE_SUFFIX);
+    let sibling = std::env::current_exe().ok().map(|e| e.with_file_name(&name)).filter(|p| p.is_file());
+    sibling.or_else(|| std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(&name)).find(|p| p.is_file()))
+}
+
+/// Replaces this process with `edgepool-bench`, passing every argument but `bench` itself (the
+/// global options before it included). Returns only when that is impossible.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let Some(bench) = find() else {
+        anyhow::bail!(
+            "the benchmarks are not part of this edgepool binary: they are the separate \
+             edgepool-bench binary, built from a checkout with\n    cargo build --release -p \
+             edgepool-bench\nnext to edgepool, or run directly with `cargo run --release -p \
+             edgepool-bench -- <benchmark> …`.\n{BENCHMARKS}"
+        );
+    };
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "bench") {
+        args.remove(i);
     }
+    use std::os::unix::process::CommandExt as _;
+    let err = std::process::Command::new(&bench).args(args).exec();
+    Err(anyhow::Error::new(err).context(format!("running {}", bench.display())))
 }

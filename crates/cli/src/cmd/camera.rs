@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_camera::metrics::CameraMetrics;
 use edgepool_camera::{AckResult, Frame, Outcome, Publisher, Stats};
-use edgepool_sink::http::{Readiness, probes, serve};
+use edgepool_runtime::http::{Readiness, probes};
 use edgepool_wire::{CameraId, ContentType};
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app, load_config, print_check};
 
 #[derive(Debug, clap::Args)]
 pub struct CameraArgs {
@@ -84,7 +84,12 @@ pub async fn replay(
         }
         let (name, ct, bytes) = &replay.images[usize::try_from(n).unwrap_or(0) % replay.images.len()];
         let frame = Frame::now(bytes.clone(), *ct);
-        if let Err(e) = publisher.publish(frame).await {
+        // Waiting for room among the in-flight frames can take long with the broker away.
+        let published = tokio::select! {
+            r = publisher.publish(frame) => r,
+            () = shutdown.cancelled() => break,
+        };
+        if let Err(e) = published {
             tracing::warn!(file = %name, error = %e, "frame not published");
         }
         n += 1;
@@ -97,7 +102,7 @@ pub async fn replay(
             ));
         }
     }
-    publisher.flush().await
+    if shutdown.is_cancelled() { publisher.drain().await } else { publisher.flush().await }
 }
 
 /// A callback that appends the sequence number of every acknowledged frame (stored, or found
@@ -141,23 +146,27 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
     if global.check {
         return Ok(print_check(&cfg));
     }
-    telemetry::init(&cfg.log, "warn");
     let count = if args.r#loop { None } else { Some(args.count.unwrap_or(images.len() as u64)) };
     let plan = Replay { images, fps: args.fps, count };
-    runtime()?.block_on(async move {
-        let shutdown = super::shutdown_on_signals();
-        let client = cfg.nats.connect(&format!("edgepool-camera-{camera}"), true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
-        let js = async_nats::jetstream::new(client.clone());
+    app::run_with(cfg, "warn", |ctx| async move {
+        let shutdown = ctx.shutdown.clone();
         let registry = prometheus::Registry::new();
         let metrics = CameraMetrics::register(&registry, camera.as_str())?;
+        let ready = Readiness::default();
         if let Some(addr) = args.listen {
-            let ready = Readiness::default();
-            ready.set(true);
-            let bound = serve(addr, probes(registry.clone(), ready), shutdown.clone()).await?;
+            let bound = ctx.serve(addr, probes(registry.clone(), ready.clone())).await?;
             eprintln!("camera {camera}: metrics on http://{bound}/metrics");
         }
-        let mut publisher = Publisher::new(js, camera.clone(), args.start_seq.unwrap_or_else(default_start_seq), cfg.publisher.clone())
-            .with_metrics(metrics);
+        let client = ctx.connect(&format!("edgepool-camera-{camera}"), true).await?;
+        ready.set(true);
+        let js = async_nats::jetstream::new(client.clone());
+        let mut publisher = Publisher::new(
+            js,
+            camera.clone(),
+            args.start_seq.unwrap_or_else(default_start_seq),
+            ctx.cfg.publisher.clone(),
+        )
+        .with_metrics(metrics);
         if let Some(path) = &args.ack_log {
             publisher = publisher.on_outcome(ack_logger(path)?);
         }
@@ -174,14 +183,19 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let stats = replay(&mut publisher, &plan, &shutdown, Some(&pb)).await;
         pb.finish_and_clear();
-        let _ = client.flush().await;
+        app::close(client).await;
         let secs = started.elapsed().as_secs_f64();
         if args.json {
             println!("{}", serde_json::json!({"camera": camera, "stats": stats, "seconds": secs}));
         } else {
             println!(
                 "camera {camera}: published {} · acked {} · duplicates {} · failed {} · dropped {} · retries {} · {:.1} frames/s",
-                stats.published, stats.acked, stats.duplicates, stats.failed, stats.dropped, stats.retries,
+                stats.published,
+                stats.acked,
+                stats.duplicates,
+                stats.failed,
+                stats.dropped,
+                stats.retries,
                 stats.published as f64 / secs.max(1e-9)
             );
         }

@@ -14,15 +14,15 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_camera::metrics::CameraMetrics;
 use edgepool_camera::{Publisher, Stats};
+use edgepool_harness::LocalCluster;
+use edgepool_runtime::http::{Readiness, probes};
 use edgepool_sink::SinkStats;
-use edgepool_sink::http::{Readiness, probes, serve};
-use edgepool_wire::CameraId;
+use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{ARCH, WorkerConfig};
 
 use super::camera::{Replay, default_start_seq, replay};
-use crate::cluster::LocalCluster;
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app, load_config, print_check};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -45,18 +45,20 @@ pub struct DemoArgs {
     /// Number of cameras, each replaying the photos.
     #[arg(long, default_value_t = 2)]
     pub cameras: usize,
-    /// Frames per second per camera.
-    #[arg(long, default_value_t = 4.0)]
-    pub fps: f64,
+    /// Frames per second per camera. Default: fitted to this machine, so the cameras together
+    /// offer about 70 % of the workers' measured capacity (the progress line shows both).
+    #[arg(long)]
+    pub fps: Option<f64>,
     /// Inference slots per worker.
     #[arg(long, default_value_t = 1)]
     pub slots: usize,
     /// Threads per inference.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Folder of photos the cameras replay.
-    #[arg(long, default_value = "testdata/photos")]
-    pub photos: PathBuf,
+    /// Folder of photos the cameras replay. Default: the six test photos built into the binary,
+    /// so the demo runs from any directory and in the container image.
+    #[arg(long, alias = "source")]
+    pub photos: Option<PathBuf>,
     /// How long to wait for outstanding results after the last frame.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub settle: Duration,
@@ -101,41 +103,56 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(global, &Overrides::default())?;
     anyhow::ensure!(!args.workers.is_empty(), "--workers needs at least one slowdown factor");
     anyhow::ensure!(args.cameras >= 1, "--cameras must be at least 1");
-    let images = super::load_images(std::slice::from_ref(&args.photos)).with_context(|| {
-        format!("loading photos from {} (run from the repository root or pass --photos)", args.photos.display())
-    })?;
+    if let Some(fps) = args.fps {
+        anyhow::ensure!(fps > 0.0 && fps.is_finite(), "--fps must be a positive number");
+    }
+    let images = match &args.photos {
+        Some(dir) => super::load_images(std::slice::from_ref(dir))
+            .with_context(|| format!("loading photos from {}", dir.display()))?,
+        None => builtin_photos(),
+    };
     if global.check {
         return Ok(print_check(&cfg));
     }
-    telemetry::init(&cfg.log, "warn");
     let model_path = cfg.model.resolved_path();
     let mut detector = cfg.detector.clone();
     detector.threads = args.threads;
     let engine = super::worker::load_engine(&model_path, &detector)?;
 
-    runtime()?.block_on(async move {
-        let shutdown = super::shutdown_on_signals();
+    app::run_with(cfg, "warn", |ctx| async move {
+        let (cfg, shutdown) = (&ctx.cfg, ctx.shutdown.clone());
         let say = |s: String| {
             if !args.json {
                 eprintln!("{s}");
             }
         };
-
+        // What this machine can do, measured before anything else runs on it.
+        let frame_time = {
+            let (engine, images) = (engine.clone(), images.clone());
+            tokio::task::spawn_blocking(move || measure_frame_time(&engine, &images)).await??
+        };
+        let capacity = fleet_capacity(frame_time, &args.workers, args.slots, args.threads, cores());
+        let fps = args.fps.unwrap_or_else(|| fitted_fps(capacity, args.cameras));
+        let offered = fps * args.cameras as f64;
         // Broker (embedded unless --nats-url), setup, sink.
-        let http_stop = CancellationToken::new();
         let sink_registry = prometheus::Registry::new();
         let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
         if let Some(server) = &cluster.server {
-            say(format!("nats-server  {}  (embedded; monitoring {}/varz)", server.url(), server.monitor_url()));
+            say(format!(
+                "nats-server  {}  (embedded, pid {}; monitoring {}/varz)",
+                server.url(),
+                server.pid(0).unwrap_or(0),
+                server.monitor_url()
+            ));
         }
         let js = cluster.js.clone();
         let stats = Arc::clone(&cluster.stats);
-        let sink_addr = serve(
-            "127.0.0.1:0".parse()?,
-            probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
-            http_stop.clone(),
-        )
-        .await?;
+        let sink_addr = ctx
+            .serve(
+                "127.0.0.1:0".parse()?,
+                probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
+            )
+            .await?;
         say(format!("sink         http://{sink_addr}/metrics  live feed http://{sink_addr}/events"));
 
         // Workers.
@@ -146,10 +163,25 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             cluster.add_worker(&id, wcfg, engine.clone(), &registry).await?;
             let ready = Readiness::default();
             ready.set(true);
-            let addr = serve("127.0.0.1:0".parse()?, probes(registry, ready), http_stop.clone()).await?;
+            let addr = ctx.serve("127.0.0.1:0".parse()?, probes(registry, ready)).await?;
             say(format!(
                 "worker {id:<14} http://{addr}/metrics  (slowdown {slowdown}x{})",
                 if *slowdown > 1.0 { ", emulated" } else { "" }
+            ));
+        }
+
+        say(format!(
+            "capacity     ~{capacity:.1} frames/s (one frame takes {:.0} ms here); cameras offer {offered:.1} \
+             ({:.0} %){}",
+            frame_time.as_secs_f64() * 1e3,
+            100.0 * offered / capacity,
+            if args.fps.is_some() { "" } else { ", fitted to this machine (--fps overrides)" }
+        ));
+        if offered > capacity {
+            say(format!(
+                "OVERLOADED: the cameras offer {:.0} % of what the workers can do; frames will queue and \
+                 go stale (answered `stale`, never lost)",
+                100.0 * offered / capacity
             ));
         }
 
@@ -167,8 +199,8 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let metrics = CameraMetrics::register(&registry, camera.as_str())?;
             let ready = Readiness::default();
             ready.set(true);
-            let addr = serve("127.0.0.1:0".parse()?, probes(registry, ready), http_stop.clone()).await?;
-            say(format!("camera {camera:<14} http://{addr}/metrics  ({} fps)", args.fps));
+            let addr = ctx.serve("127.0.0.1:0".parse()?, probes(registry, ready)).await?;
+            say(format!("camera {camera:<14} http://{addr}/metrics  ({fps:.1} fps)"));
             let set = Arc::clone(&acked);
             let name = camera.to_string();
             let mut publisher = Publisher::new(js.clone(), camera, default_start_seq(), cfg.publisher.clone())
@@ -184,7 +216,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let mut imgs = images.clone();
             let shift = c % imgs.len();
             imgs.rotate_left(shift);
-            let plan = Replay { images: imgs, fps: Some(args.fps), count: if args.keep { None } else { per_camera } };
+            let plan = Replay { images: imgs, fps: Some(fps), count: if args.keep { None } else { per_camera } };
             let stop = cam_stop.clone();
             cameras.push(tokio::spawn(async move { replay(&mut publisher, &plan, &stop, None).await }));
         }
@@ -220,7 +252,17 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let s = stats.summary();
             let n_acked = acked.lock().map(|a| a.len()).unwrap_or(0) as u64;
             let per: Vec<String> = s.per_worker.iter().map(|(w, l)| format!("{w} {}", l.results)).collect();
-            pb.set_message(format!("acked {n_acked} · results {} · {}", s.results, per.join(" · ")));
+            let backlog = n_acked.saturating_sub(s.results);
+            let load = if offered > capacity {
+                format!("OVERLOADED {:.0} %", 100.0 * offered / capacity)
+            } else {
+                format!("load {:.0} %", 100.0 * offered / capacity)
+            };
+            pb.set_message(format!(
+                "acked {n_acked} · results {} · backlog {backlog} · {load} · {}",
+                s.results,
+                per.join(" · ")
+            ));
             pb.tick();
             for c in &mut cams {
                 if c.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
@@ -244,8 +286,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         pb.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
 
+        // Every client is a clone of the cluster's: the last one goes before the broker does.
+        drop(js);
         cluster.shutdown().await;
-        http_stop.cancel();
 
         let summary = summarize(&stats, &acked, &cam_stats, seconds);
         if args.json {
@@ -299,17 +342,8 @@ fn summarize(stats: &SinkStats, acked: &Mutex<HashSet<(String, u64)>>, cams: &[S
         latency_p99_ms: s.latency_p99_s.map(|v| v * 1e3),
         per_worker,
         labels: s.labels,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: edgepool_runtime::process::peak_rss_mib(),
     }
-}
-
-/// Peak resident set of this process (VmHWM), in MiB.
-#[must_use]
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn print_summary(s: &DemoSummary) {
@@ -358,4 +392,103 @@ fn print_summary(s: &DemoSummary) {
         "{}",
         if s.lost == 0 { "lost 0: every acknowledged frame has its result" } else { "FRAMES LOST: see above" }
     );
+}
+
+/// The six test photos (testdata/photos), built into the binary so the demo needs no checkout.
+const BUILTIN_PHOTOS: [(&str, &[u8]); 6] = [
+    ("astronaut.png", include_bytes!("../../../../testdata/photos/astronaut.png")),
+    ("camera.png", include_bytes!("../../../../testdata/photos/camera.png")),
+    ("chelsea.png", include_bytes!("../../../../testdata/photos/chelsea.png")),
+    ("coffee.png", include_bytes!("../../../../testdata/photos/coffee.png")),
+    ("grace_hopper.jpg", include_bytes!("../../../../testdata/photos/grace_hopper.jpg")),
+    ("rocket.jpg", include_bytes!("../../../../testdata/photos/rocket.jpg")),
+];
+
+/// [`BUILTIN_PHOTOS`] as `load_images` returns files.
+fn builtin_photos() -> Vec<(String, ContentType, bytes::Bytes)> {
+    BUILTIN_PHOTOS
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let ext = name.rsplit('.').next().unwrap_or("");
+            let ct = ContentType::from_extension(ext)?;
+            Some(((*name).to_owned(), ct, bytes::Bytes::from_static(bytes)))
+        })
+        .collect()
+}
+
+/// The time one frame takes on this machine (decode, inference, post-processing), the median
+/// of a few after a warm-up.
+fn measure_frame_time(
+    engine: &edgepool_worker::Engine,
+    images: &[(String, ContentType, bytes::Bytes)],
+) -> anyhow::Result<Duration> {
+    let mut runner = engine.runner();
+    let (_, _, first) = images.first().context("no photos")?;
+    runner.run(first).context("the detector failed on a demo photo")?;
+    let mut times: Vec<Duration> = images
+        .iter()
+        .take(5)
+        .map(|(_, _, bytes)| {
+            let t = Instant::now();
+            let _ = runner.run(bytes);
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// The CPU cores this process may use.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Frames per second the demo's workers can finish together: each slot of a worker with
+/// slowdown `s` does `1 / (frame_time × s)`, unless the workers together would need more cores
+/// than there are (a slowdown is emulated by sleeping, so it frees its core).
+fn fleet_capacity(frame_time: Duration, slowdowns: &[f64], slots: usize, threads: usize, cores: f64) -> f64 {
+    let t = frame_time.as_secs_f64().max(1e-3);
+    let ideal: f64 = slowdowns.iter().map(|s| slots as f64 / (t * s.max(1.0))).sum();
+    // Cores busy when every slot works flat out: a slot computes 1/s of the time, on `threads`.
+    let busy: f64 = slowdowns.iter().map(|s| slots as f64 * threads as f64 / s.max(1.0)).sum();
+    if busy > cores { ideal * cores / busy } else { ideal }
+}
+
+/// Share of the measured capacity the cameras offer by default: enough to keep every worker
+/// busy, with room for the machine's other work, so the backlog stays bounded.
+const FITTED_LOAD: f64 = 0.7;
+
+/// Per-camera rate that offers [`FITTED_LOAD`] of `capacity`, to one decimal (at least 0.1).
+fn fitted_fps(capacity: f64, cameras: usize) -> f64 {
+    let per = FITTED_LOAD * capacity / cameras.max(1) as f64;
+    ((per * 10.0).floor() / 10.0).max(0.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_adds_slots_and_respects_cores() {
+        let t = Duration::from_millis(100);
+        // A 1x and a 4x worker: 10 + 2.5 frames/s, 1.25 cores busy of 2.
+        assert!((fleet_capacity(t, &[1.0, 4.0], 1, 1, 2.0) - 12.5).abs() < 1e-9);
+        // Two full-speed workers on one core share it.
+        assert!((fleet_capacity(t, &[1.0, 1.0], 1, 1, 1.0) - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fitted_rate_offers_seventy_percent() {
+        assert!((fitted_fps(12.5, 2) - 4.3).abs() < 1e-9);
+        assert!((fitted_fps(0.01, 4) - 0.1).abs() < 1e-9, "never zero");
+        let offered = fitted_fps(6.6, 2) * 2.0;
+        assert!(offered <= 0.7 * 6.6 && offered > 0.6 * 6.6, "{offered}");
+    }
+
+    #[test]
+    fn builtin_photos_are_all_images() {
+        let photos = builtin_photos();
+        assert_eq!(photos.len(), BUILTIN_PHOTOS.len());
+        assert!(photos.iter().all(|(_, _, b)| b.len() > 1000));
+    }
 }

@@ -1,57 +1,16 @@
 //! One module per subcommand, plus what they share.
 
 pub mod bench;
-pub mod bench_detect;
-pub mod bench_memory;
-pub mod bench_overload;
-pub mod bench_pipeline;
-pub mod bench_skew;
 pub mod camera;
 pub mod demo;
 pub mod detect;
 pub mod model;
 pub mod setup;
 pub mod sink;
-pub mod skew_chart;
 pub mod status;
 pub mod top;
 pub mod watch;
 pub mod worker;
-
-use tokio_util::sync::CancellationToken;
-
-/// A token cancelled on SIGINT (Ctrl-C) or SIGTERM (Kubernetes): the one shutdown signal every
-/// component listens to.
-#[must_use]
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    t.cancel();
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
-                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        t.cancel();
-    });
-    token
-}
 
 /// Reads an image folder or file list into `(name, content type, bytes)`, sorted by path.
 pub fn load_images(

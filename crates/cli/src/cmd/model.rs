@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use edgepool_worker::models::{self, ModelName, PushChange};
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelCommand {
@@ -43,24 +43,18 @@ pub struct ListArgs {
 }
 
 pub fn run(global: &Global, command: ModelCommand) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "warn");
     if let ModelCommand::Push(a) = &command {
-        anyhow::ensure!(a.file.is_file(), "{} is not a file", a.file.display());
+        anyhow::ensure!(global.check || a.file.is_file(), "{} is not a file", a.file.display());
     }
-    runtime()?.block_on(async {
-        let client =
-            cfg.nats.connect("edgepool-model", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    app::run(global, &Overrides::default(), "warn", |ctx| async move {
+        let client = ctx.connect("edgepool-model", false).await?;
         let js = async_nats::jetstream::new(client.clone());
         match command {
             ModelCommand::Push(a) => {
                 let replicas = match a.replicas {
                     Some(r) => r,
                     // Models are as critical as frames: without one no worker starts.
-                    None => match js.get_stream(edgepool_wire::nats::FRAMES).await {
+                    None => match js.get_stream(edgepool_nats::FRAMES).await {
                         Ok(s) => s.cached_info().config.num_replicas,
                         Err(_) => 1,
                     },

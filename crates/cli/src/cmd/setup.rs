@@ -2,8 +2,11 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
+use crate::Global;
+use crate::app;
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
 
 #[derive(Debug, clap::Args)]
 pub struct SetupArgs {
@@ -16,18 +19,14 @@ pub struct SetupArgs {
 }
 
 pub fn run(global: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "warn");
-    runtime()?.block_on(async {
-        let client =
-            cfg.nats.connect("edgepool-setup", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
-        let js = async_nats::jetstream::new(client);
-        let report = edgepool_wire::nats::apply(&js, edgepool_wire::nats::SetupOptions { replicas: args.replicas })
+    app::run(global, &Overrides::default(), "warn", |ctx| async move {
+        let client = ctx.connect("edgepool-setup", false).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let report = edgepool_nats::apply(&js, edgepool_nats::SetupOptions { replicas: args.replicas })
             .await
-            .map_err(|e| anyhow::anyhow!("setup failed: {e}"))?;
+            .map_err(anyhow::Error::from_boxed)
+            .context("applying the definitions of nats/")?;
+        app::close(client).await;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

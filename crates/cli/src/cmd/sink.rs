@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use edgepool_sink::http::{probes, serve};
+use edgepool_runtime::http::probes;
 use edgepool_sink::{Sink, SinkStats};
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app};
 
 #[derive(Debug, clap::Args)]
 pub struct SinkArgs {
@@ -36,25 +36,17 @@ pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
     if args.replay {
         flags.set("sink.replay", Some(true));
     }
-    let cfg = load_config(global, &flags)?;
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "info");
-    runtime()?.block_on(async move {
-        let shutdown = super::shutdown_on_signals();
+    app::run(global, &flags, "info", |ctx| async move {
         let registry = prometheus::Registry::new();
         let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
-        let http_stop = tokio_util::sync::CancellationToken::new();
-        let addr = cfg.sink.listen.unwrap_or(args.listen);
-        let bound = serve(addr, router, http_stop.clone()).await?;
+        let addr = ctx.cfg.sink.listen.unwrap_or(args.listen);
+        let bound = ctx.serve(addr, router).await?;
         eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
-        let client =
-            cfg.nats.connect("edgepool-sink", true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
-        let js = async_nats::jetstream::new(client);
-        let r = sink.run(js, cfg.sink.clone(), shutdown).await;
-        http_stop.cancel();
+        let client = ctx.connect("edgepool-sink", true).await?;
+        let js = async_nats::jetstream::new(client.clone());
+        let r = sink.run(js, ctx.cfg.sink.clone(), ctx.shutdown.clone()).await;
+        app::close(client).await;
         r?;
         Ok(ExitCode::SUCCESS)
     })

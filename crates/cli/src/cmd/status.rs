@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 
+use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_wire::fleet::{BUCKET, WorkerEntry};
-use edgepool_wire::nats::{DETECTORS, FRAMES};
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -78,14 +78,8 @@ pub fn sizing(workers: &[WorkerEntry], publish_fps: f64) -> Vec<ArchSizing> {
 }
 
 pub fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "warn");
-    runtime()?.block_on(async {
-        let client =
-            cfg.nats.connect("edgepool-status", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    app::run(global, &Overrides::default(), "warn", |ctx| async move {
+        let client = ctx.connect("edgepool-status", false).await?;
         let js = async_nats::jetstream::new(client);
         let status = collect(&js, args.sample).await?;
         if args.json {

@@ -15,7 +15,7 @@ use edgepool_sink::stats::percentile;
 use edgepool_wire::ResultMessage;
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app};
 
 /// The window over which latency percentiles are computed.
 const LATENCY_WINDOW: Duration = Duration::from_secs(10);
@@ -33,14 +33,9 @@ pub struct TopArgs {
 type Samples = Arc<Mutex<VecDeque<(Instant, f64)>>>;
 
 pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "warn");
-    runtime()?.block_on(async {
-        let shutdown = super::shutdown_on_signals();
-        let client = cfg.nats.connect("edgepool-top", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    app::run(global, &Overrides::default(), "warn", |ctx| async move {
+        let shutdown = ctx.shutdown.clone();
+        let client = ctx.connect("edgepool-top", false).await?;
         let js = async_nats::jetstream::new(client.clone());
         let samples: Samples = Arc::default();
         let mut sub = client.subscribe("detections.*").await?;
@@ -83,7 +78,12 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
                 status.fleet_capacity_fps
             ));
             let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{:.0} ms", v * 1e3));
-            out.push_str(&format!("latency (last {}s, {n} results): p50 {}  p99 {}\n\n", LATENCY_WINDOW.as_secs(), ms(p50), ms(p99)));
+            out.push_str(&format!(
+                "latency (last {}s, {n} results): p50 {}  p99 {}\n\n",
+                LATENCY_WINDOW.as_secs(),
+                ms(p50),
+                ms(p99)
+            ));
             out.push_str(&format!(
                 "{:<28} {:<8} {:>8} {:>8} {:>7} {:>6}  {}\n",
                 "WORKER", "ARCH", "SLOWDOWN", "FPS", "SHARE", "BUSY", "BUSY BAR"

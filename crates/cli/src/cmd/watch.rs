@@ -7,7 +7,7 @@ use futures::StreamExt;
 use edgepool_wire::{CameraId, ResultMessage, Status};
 
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, app};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -20,19 +20,13 @@ pub struct WatchArgs {
 }
 
 pub fn run(global: &Global, args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
     let subject = match &args.camera {
         Some(c) => format!("detections.{}", CameraId::new(c.clone())?),
         None => "detections.*".to_owned(),
     };
-    if global.check {
-        return Ok(print_check(&cfg));
-    }
-    telemetry::init(&cfg.log, "warn");
-    runtime()?.block_on(async move {
-        let shutdown = super::shutdown_on_signals();
-        let client =
-            cfg.nats.connect("edgepool-watch", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+    app::run(global, &Overrides::default(), "warn", |ctx| async move {
+        let shutdown = ctx.shutdown.clone();
+        let client = ctx.connect("edgepool-watch", false).await?;
         let mut sub = client.subscribe(subject.clone()).await?;
         eprintln!("watching {subject} (Ctrl-C to stop)");
         loop {

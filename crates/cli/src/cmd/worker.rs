@@ -8,12 +8,13 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 use edgepool_detector::{DetectorConfig, Model};
-use edgepool_sink::http::{Readiness, probes, serve};
+use edgepool_runtime::http::{Readiness, probes};
 use edgepool_worker::models::{ModelName, ModelSource};
 use edgepool_worker::{ARCH, Engine, Worker, WorkerMetrics};
 
+use crate::app::{self, Stopped};
 use crate::config::Overrides;
-use crate::{Global, load_config, print_check, runtime, telemetry};
+use crate::{Global, load_config, print_check};
 
 #[derive(Debug, clap::Args)]
 pub struct WorkerArgs {
@@ -100,42 +101,46 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if global.check {
         return Ok(print_check(&cfg));
     }
-    telemetry::init(&cfg.log, "info");
     // A model by name needs NATS, so it is fetched once connected; a file is loaded right away.
     let engine = match &cfg.model.name {
         None => Some(load_engine(&cfg.model.resolved_path(), &cfg.detector)?),
         Some(_) => None,
     };
-    runtime()?.block_on(async move {
-        let shutdown = super::shutdown_on_signals();
+    app::run_with(cfg, "info", |ctx| async move {
+        let (cfg, shutdown) = (&ctx.cfg, ctx.shutdown.clone());
         let registry = prometheus::Registry::new();
         let id = cfg.worker.id.clone().unwrap_or_else(edgepool_worker::default_worker_id);
         let mut wcfg = cfg.worker.clone();
         wcfg.id = Some(id.clone());
         let metrics = WorkerMetrics::register(&registry, &id, ARCH)?;
         let ready = Readiness::default();
+        let in_flight = metrics.in_flight.clone();
+        ctx.abandons.set(move || {
+            format!("{} frame(s) in flight (JetStream hands them to another worker after ack_wait)", in_flight.get())
+        });
         // Probes come up before NATS so Kubernetes sees a live process while it waits.
-        let probe_shutdown = tokio_util::sync::CancellationToken::new();
         if let Some(addr) = wcfg.listen {
-            let bound = serve(addr, probes(registry.clone(), ready.clone()), probe_shutdown.clone()).await?;
+            let bound = ctx.serve(addr, probes(registry.clone(), ready.clone())).await?;
             tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
         }
-        let client = cfg
-            .nats
-            .connect(&format!("edgepool-worker-{id}"), true)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client = ctx.connect(&format!("edgepool-worker-{id}"), true).await?;
         let js = async_nats::jetstream::new(client.clone());
-        let engine = match engine {
-            Some(e) => e,
-            None => model_from_nats(&js, &cfg, shutdown.clone()).await?,
+        // Binding can wait on a broker that went away after the connection: a signal ends it.
+        let bind = async {
+            let engine = match engine {
+                Some(e) => e,
+                None => model_from_nats(&js, cfg, shutdown.clone()).await?,
+            };
+            Worker::new(js.clone(), engine, wcfg, metrics).await
         };
-        let worker = Worker::new(js, engine, wcfg, metrics).await?;
+        let worker = tokio::select! {
+            w = bind => w?,
+            () = shutdown.cancelled() => return Err(Stopped.into()),
+        };
         ready.set(true);
         let report = worker.run(shutdown).await;
         ready.set(false);
-        let _ = client.flush().await;
-        probe_shutdown.cancel();
+        app::close(client).await;
         tracing::info!(?report, "worker finished");
         Ok(ExitCode::SUCCESS)
     })

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use bytes::Bytes;
 use edgepool_camera::{AckResult, Frame, Publisher, PublisherConfig};
+use edgepool_harness::Broker;
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
-use edgepool_testkit::nats::NatsServer;
 use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{ARCH, Engine, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
 use tokio::task::JoinHandle;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// fields in any order, so it is still a valid model, with a different digest. Written to
 /// `<dir>/v2.onnx`.
 pub fn second_model_version(dir: &Path) -> PathBuf {
-    let mut bytes = std::fs::read(edgepool_testkit::model_path()).unwrap();
+    let mut bytes = std::fs::read(edgepool_harness::fixtures::model_path()).unwrap();
     let doc = b"edgepool hot-swap test: version 2";
     bytes.push(6 << 3 | 2);
     bytes.push(u8::try_from(doc.len()).unwrap());
@@ -38,7 +38,7 @@ pub fn engine() -> Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE
         .get_or_init(|| {
-            let path = edgepool_testkit::model_path();
+            let path = edgepool_harness::fixtures::model_path();
             edgepool::cmd::worker::load_engine(&path, &edgepool_detector::DetectorConfig::default()).unwrap()
         })
         .clone()
@@ -46,7 +46,7 @@ pub fn engine() -> Engine {
 
 /// The photos as `(file name, content type, bytes)`.
 pub fn photos() -> Vec<(String, ContentType, Bytes)> {
-    edgepool::cmd::load_images(&[edgepool_testkit::photos_dir()])
+    edgepool::cmd::load_images(&[edgepool_harness::fixtures::photos_dir()])
         .unwrap()
         .into_iter()
         .map(|(p, ct, b)| (PathBuf::from(p).file_name().unwrap().to_string_lossy().into_owned(), ct, b))
@@ -68,7 +68,7 @@ pub fn expected_labels(photo: &str) -> Vec<&'static str> {
 }
 
 pub struct Pipeline {
-    pub server: NatsServer,
+    pub server: Broker,
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub stop: CancellationToken,
@@ -80,10 +80,10 @@ pub struct Pipeline {
 impl Pipeline {
     /// Server + setup + sink, no workers yet.
     pub async fn start() -> Self {
-        let server = NatsServer::start();
-        let client = async_nats::connect(server.url()).await.unwrap();
+        let server = Broker::single().unwrap();
+        let client = async_nats::connect(server.url().as_str()).await.unwrap();
         let js = jetstream::new(client.clone());
-        edgepool_wire::nats::apply(&js, Default::default()).await.unwrap();
+        edgepool_nats::apply(&js, Default::default()).await.unwrap();
         let stop = CancellationToken::new();
         let stats = Arc::new(SinkStats::keeping_ids());
         let sink = Sink::new(&prometheus::Registry::new(), Arc::clone(&stats)).unwrap();
@@ -163,5 +163,5 @@ impl Pipeline {
 
 /// Every message currently in `stream` (for checks): the reliability checker's reader.
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<async_nats::Message> {
-    edgepool::chaos::checker::read_stream(js, stream).await.unwrap()
+    edgepool_harness::read_stream(js, stream).await.unwrap()
 }

@@ -1,0 +1,416 @@
+//! `edgepool bench skew`: the headline claim, measured. Emulated devices of different speeds
+//! (`--slowdown`) process the same frames twice: (a) pooled, pulling from the one shared work
+//! queue; (b) round-robin, each worker with its own queue and frames dealt to them in turn — what
+//! an L4 load balancer in front of the devices does. Pull should reach the sum of the devices'
+//! standalone capacities; round-robin should come out near N x the slowest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer;
+use bytes::Bytes;
+use serde::Serialize;
+
+use edgepool_camera::{Frame, Publisher, PublisherConfig};
+use edgepool_nats::{DETECTORS, FRAMES};
+use edgepool_wire::{CameraId, ContentType};
+use edgepool_worker::{Engine, WorkerConfig};
+
+use edgepool::config::Overrides;
+use edgepool::{Global, load_config};
+use edgepool_harness::LocalCluster;
+use edgepool_runtime::{runtime, telemetry};
+
+#[derive(Debug, clap::Args)]
+pub struct SkewArgs {
+    /// Slowdown factor of each emulated worker: `1,10` is a device and one 10x slower.
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    pub workers: Vec<f64>,
+    /// Frames per setup (default: about `--seconds` of work for the pooled cluster).
+    #[arg(long)]
+    pub frames: Option<u64>,
+    /// Target duration of the pooled run when `--frames` is not given.
+    #[arg(long, default_value_t = 20.0)]
+    pub seconds: f64,
+    /// Print everything as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a PNG chart of throughput and share per worker, pull vs round-robin.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Also run the pooled cluster with the overflow priority policy: a slower worker pulls
+    /// only while more frames wait than the faster ones finish during one of its frames, so
+    /// the end of a batch is not left waiting on a slow device's last frame.
+    #[arg(long)]
+    pub overflow: bool,
+}
+
+/// One setup's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub fps: f64,
+    pub seconds: f64,
+    pub frames: u64,
+    /// Capture-to-sink latency of the batch (includes waiting in the pre-filled queue).
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    /// Results per worker id.
+    pub per_worker: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    pub id: String,
+    pub slowdown: f64,
+    pub capacity_fps: f64,
+    pub pull_frames: u64,
+    pub pull_share: f64,
+    pub rr_frames: u64,
+    pub rr_share: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkewReport {
+    pub workers: Vec<f64>,
+    pub frames: u64,
+    pub sum_capacity_fps: f64,
+    pub slowest_capacity_fps: f64,
+    pub pull_fps: f64,
+    pub rr_fps: f64,
+    pub efficiency: f64,
+    pub pull_over_rr: f64,
+    /// Round-robin relative to theory, N x the slowest capacity.
+    pub rr_over_n_slowest: f64,
+    pub pull: Run,
+    pub rr: Run,
+    pub per_worker: Vec<WorkerRow>,
+    /// The pooled cluster again with the overflow priority policy (`--overflow`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<OverflowRun>,
+}
+
+/// The pooled cluster with the overflow priority policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverflowRun {
+    /// `min_pending` per worker (none for the fastest).
+    pub min_pending: Vec<Option<u64>>,
+    pub efficiency: f64,
+    pub pull_over_rr: f64,
+    pub run: Run,
+}
+
+/// For each worker slower than the fastest: how many frames the faster workers complete
+/// during one of its frames. Below that backlog, a frame it took would finish after the faster
+/// ones could have served it, so it waits in the overflow group.
+#[must_use]
+pub fn overflow_thresholds(caps: &[f64]) -> Vec<Option<u64>> {
+    let fastest = caps.iter().copied().fold(0.0, f64::max);
+    caps.iter()
+        .map(|c| {
+            if *c >= fastest {
+                return None;
+            }
+            let faster: f64 = caps.iter().filter(|o| *o > c).sum();
+            Some((faster / c).ceil().max(1.0) as u64)
+        })
+        .collect()
+}
+
+pub(crate) fn worker_id(i: usize, slowdown: f64) -> String {
+    format!("w{}-x{slowdown}", i + 1).replace('.', "_")
+}
+
+/// The bench's workers never drop frames as stale: a pre-filled batch waits by design.
+fn bench_worker(slowdown: f64, consumer: &str) -> WorkerConfig {
+    WorkerConfig {
+        slowdown,
+        stale_after: Duration::from_secs(3600),
+        consumer: consumer.to_owned(),
+        ..WorkerConfig::default()
+    }
+}
+
+/// Publishes `n` frames, frame `i` on camera `cameras[i % len]`, cycling through the photos.
+async fn prefill(
+    js: &async_nats::jetstream::Context,
+    cameras: &[String],
+    n: u64,
+    photos: &[(String, ContentType, Bytes)],
+) -> anyhow::Result<()> {
+    let mut pubs = cameras
+        .iter()
+        .map(|c| Ok(Publisher::new(js.clone(), CameraId::new(c.clone())?, 1, PublisherConfig::default())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for i in 0..n {
+        let k = usize::try_from(i).unwrap_or(0);
+        let (_, ct, b) = &photos[k % photos.len()];
+        let p = &mut pubs[k % cameras.len()];
+        p.publish(Frame::now(b.clone(), *ct)).await?;
+    }
+    for p in &mut pubs {
+        let s = p.flush().await;
+        anyhow::ensure!(s.failed == 0, "{} frames were not stored", s.failed);
+    }
+    Ok(())
+}
+
+/// Throughput is counted the same way for every setup, standalone capacity included: frames
+/// completed after the first result, over the time from the first result to the last. That
+/// leaves out start-up (connecting, the first inference's warm-up) and keeps everything else,
+/// including the tail where faster workers run out of frames.
+fn run_of(cluster: &LocalCluster, n: u64, seconds: f64) -> Run {
+    let s = cluster.stats.summary();
+    Run {
+        fps: (n - 1) as f64 / seconds,
+        seconds,
+        frames: n,
+        latency_p50_ms: s.latency_p50_s.unwrap_or(0.0) * 1e3,
+        latency_p99_ms: s.latency_p99_s.unwrap_or(0.0) * 1e3,
+        per_worker: s.per_worker.iter().map(|(k, v)| (k.clone(), v.results)).collect(),
+    }
+}
+
+/// A worker alone on a deep queue: completions per second between its first and last result.
+pub(crate) async fn capacity(
+    nats: &edgepool_nats::NatsConfig,
+    engine: &Engine,
+    photos: &[(String, ContentType, Bytes)],
+    slowdown: f64,
+) -> anyhow::Result<f64> {
+    let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
+    // About 8 s of work at an assumed ~10 fps base rate, and never fewer than 6 intervals: with
+    // 4 s a capacity was off by up to 10 % between runs, which is the whole efficiency margin.
+    let m = ((80.0 / slowdown).ceil() as u64).max(6) + 1;
+    prefill(&cluster.js, &["cap".into()], m, photos).await?;
+    cluster.add_worker("cap", bench_worker(slowdown, DETECTORS), engine.clone(), &prometheus::Registry::new()).await?;
+    let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
+    let last = cluster
+        .wait_results(m, Duration::from_secs(600))
+        .await
+        .map_err(|got| anyhow::anyhow!("capacity run stalled at {got} of {m}"))?;
+    cluster.shutdown().await;
+    Ok((m - 1) as f64 / (last - first).as_secs_f64())
+}
+
+/// (a) The pooled cluster: every worker pulls from `detectors`.
+async fn pooled(
+    nats: &edgepool_nats::NatsConfig,
+    engine: &Engine,
+    photos: &[(String, ContentType, Bytes)],
+    slowdowns: &[f64],
+    n: u64,
+    overflow: Option<&[Option<u64>]>,
+) -> anyhow::Result<Run> {
+    let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
+    if overflow.is_some() {
+        crate::overload::use_overflow_group(&cluster.js).await?;
+    }
+    let cameras: Vec<String> = (0..4).map(|c| format!("cam-{c}")).collect();
+    prefill(&cluster.js, &cameras, n, photos).await?;
+    for (i, f) in slowdowns.iter().enumerate() {
+        let mut cfg = bench_worker(*f, DETECTORS);
+        if let Some(min) = overflow {
+            cfg.priority_group = Some(crate::overload::GROUP.into());
+            cfg.overflow_min_pending = min[i];
+        }
+        cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;
+    }
+    let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
+    let done = cluster
+        .wait_results(n, Duration::from_secs(3600))
+        .await
+        .map_err(|got| anyhow::anyhow!("pooled run stalled at {got} of {n}"))?;
+    let run = run_of(&cluster, n, (done - first).as_secs_f64());
+    cluster.shutdown().await;
+    Ok(run)
+}
+
+/// (b) Round-robin: worker `i` has its own durable consumer filtered on `frames.rr-<i>`, and
+/// frame `j` is published to camera `rr-<j mod N>` — dealt in turn, whatever each device's speed.
+async fn round_robin(
+    nats: &edgepool_nats::NatsConfig,
+    engine: &Engine,
+    photos: &[(String, ContentType, Bytes)],
+    slowdowns: &[f64],
+    n: u64,
+) -> anyhow::Result<Run> {
+    let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
+    let frames = cluster.js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A work-queue stream allows no overlapping consumers: the shared one makes way.
+    frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cameras: Vec<String> = (0..slowdowns.len()).map(|i| format!("rr-{i}")).collect();
+    for (i, cam) in cameras.iter().enumerate() {
+        frames
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(format!("rr-{i}")),
+                filter_subject: format!("frames.{cam}"),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    prefill(&cluster.js, &cameras, n, photos).await?;
+    for (i, f) in slowdowns.iter().enumerate() {
+        let cfg = bench_worker(*f, &format!("rr-{i}"));
+        cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;
+    }
+    let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
+    let done = cluster
+        .wait_results(n, Duration::from_secs(7200))
+        .await
+        .map_err(|got| anyhow::anyhow!("round-robin run stalled at {got} of {n}"))?;
+    let run = run_of(&cluster, n, (done - first).as_secs_f64());
+    cluster.shutdown().await;
+    Ok(run)
+}
+
+pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &Overrides::default())?;
+    anyhow::ensure!(!args.workers.is_empty(), "--workers needs at least one slowdown factor");
+    anyhow::ensure!(args.workers.iter().all(|f| *f >= 1.0), "slowdown factors are >= 1");
+    telemetry::init(&cfg.log, "warn");
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+    let mut det = cfg.detector.clone();
+    det.threads = 1;
+    let engine = edgepool::cmd::worker::load_engine(&cfg.model.resolved_path(), &det)?;
+    let photos =
+        edgepool::cmd::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
+
+    let report = runtime()?.block_on(async {
+        let mut caps = Vec::new();
+        for f in &args.workers {
+            say(format!("capacity of a worker with slowdown {f}x, alone ..."));
+            caps.push(capacity(&cfg.nats, &engine, &photos, *f).await?);
+        }
+        let sum: f64 = caps.iter().sum();
+        let slowest = caps.iter().copied().fold(f64::INFINITY, f64::min);
+        let n = args.frames.unwrap_or((sum * args.seconds).round() as u64).max(args.workers.len() as u64 * 4);
+        say(format!("capacities {caps:.2?} fps (sum {sum:.2}); {n} frames per setup"));
+        say("(a) pooled pull cluster ...".into());
+        let pull = pooled(&cfg.nats, &engine, &photos, &args.workers, n, None).await?;
+        say(format!(
+            "    {:.2} fps; (b) round-robin, expect about {:.0} s ...",
+            pull.fps,
+            n as f64 / (args.workers.len() as f64 * slowest)
+        ));
+        let rr = round_robin(&cfg.nats, &engine, &photos, &args.workers, n).await?;
+        let overflow = if args.overflow {
+            let min = overflow_thresholds(&caps);
+            say(format!("(a') pooled with the overflow priority policy, min_pending {min:?} ..."));
+            let run = pooled(&cfg.nats, &engine, &photos, &args.workers, n, Some(&min)).await?;
+            Some(OverflowRun { efficiency: run.fps / sum, pull_over_rr: run.fps / rr.fps, min_pending: min, run })
+        } else {
+            None
+        };
+        let per_worker = args
+            .workers
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let id = worker_id(i, *f);
+                let p = pull.per_worker.get(&id).copied().unwrap_or(0);
+                let r = rr.per_worker.get(&id).copied().unwrap_or(0);
+                WorkerRow {
+                    id,
+                    slowdown: *f,
+                    capacity_fps: caps[i],
+                    pull_frames: p,
+                    pull_share: p as f64 / n as f64,
+                    rr_frames: r,
+                    rr_share: r as f64 / n as f64,
+                }
+            })
+            .collect();
+        anyhow::Ok(SkewReport {
+            workers: args.workers.clone(),
+            frames: n,
+            sum_capacity_fps: sum,
+            slowest_capacity_fps: slowest,
+            pull_fps: pull.fps,
+            rr_fps: rr.fps,
+            efficiency: pull.fps / sum,
+            pull_over_rr: pull.fps / rr.fps,
+            rr_over_n_slowest: rr.fps / (args.workers.len() as f64 * slowest),
+            pull,
+            rr,
+            per_worker,
+            overflow,
+        })
+    })?;
+
+    if let Some(path) = &args.plot {
+        crate::skew_chart::write(&report, path)?;
+        say(format!("chart written to {}", path.display()));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &SkewReport) {
+    let skew: Vec<String> = r.workers.iter().map(|f| format!("{f}")).collect();
+    println!(
+        "skew {} — {} frames per setup (devices emulated with --slowdown on one machine)",
+        skew.join(":"),
+        r.frames
+    );
+    println!(
+        "  {:<12} {:>9} {:>12} {:>11} {:>10} {:>9}",
+        "worker", "slowdown", "capacity", "pull share", "rr share", ""
+    );
+    for w in &r.per_worker {
+        println!(
+            "  {:<12} {:>8}x {:>8.2} fps {:>10.1}% {:>9.1}%",
+            w.id,
+            w.slowdown,
+            w.capacity_fps,
+            w.pull_share * 100.0,
+            w.rr_share * 100.0
+        );
+    }
+    println!("  sum of capacities        {:>8.2} fps", r.sum_capacity_fps);
+    println!("  pull (pooled)            {:>8.2} fps   efficiency = pull / sum = {:.3}", r.pull_fps, r.efficiency);
+    println!(
+        "  round-robin              {:>8.2} fps   = {:.2} x (N x slowest = {:.2} fps)",
+        r.rr_fps,
+        r.rr_over_n_slowest,
+        r.workers.len() as f64 * r.slowest_capacity_fps
+    );
+    println!("  pull / round-robin       {:>8.2}x", r.pull_over_rr);
+    if let Some(o) = &r.overflow {
+        println!(
+            "  pull with overflow       {:>8.2} fps   efficiency {:.3}, {:.2}x round-robin (min_pending {:?})",
+            o.run.fps, o.efficiency, o.pull_over_rr, o.min_pending
+        );
+    }
+    println!(
+        "  batch latency p50/p99    pull {:.0}/{:.0} ms, round-robin {:.0}/{:.0} ms",
+        r.pull.latency_p50_ms, r.pull.latency_p99_ms, r.rr.latency_p50_ms, r.rr.latency_p99_ms
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overflow_thresholds;
+
+    #[test]
+    fn slower_workers_wait_for_what_the_faster_ones_finish_meanwhile() {
+        assert_eq!(overflow_thresholds(&[11.2, 1.13]), vec![None, Some(10)]);
+        assert_eq!(overflow_thresholds(&[10.0, 2.5, 0.5]), vec![None, Some(4), Some(25)]);
+        // Equal devices: nobody waits.
+        assert_eq!(overflow_thresholds(&[5.0, 5.0]), vec![None, None]);
+    }
+}

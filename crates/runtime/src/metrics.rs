@@ -1,0 +1,452 @@
+//! The single catalog of every Prometheus metric edgepool exports.
+//!
+//! Components register their metrics from these definitions (so names, help and labels cannot
+//! drift from the catalog), and `docs/metrics.md` is generated from [`CATALOG`] by
+//! `edgepool metrics-doc` and checked by a test.
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric's definition.
+#[derive(Debug, Clone, Copy)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Base unit (`seconds`, `bytes`, `frames`, `ratio`, ...).
+    pub unit: &'static str,
+    /// Variable labels, all from bounded sets.
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+    /// Histogram buckets.
+    pub buckets: Option<&'static [f64]>,
+}
+
+/// Buckets for per-stage times (decode, inference, publish): SSD-MobileNet inference is ~50 ms
+/// on a laptop core and ~1 s on a Raspberry Pi, decode and publish are sub-millisecond to a few
+/// ms; powers of ~2.5 from 0.5 ms to 10 s resolve all of them.
+pub const STAGE_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Buckets for end-to-end latency (capture to sink): from one fast inference (~50 ms) to the
+/// worker staleness bound (30 s by default), where frames stop being processed.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+macro_rules! def {
+    ($id:ident, $name:literal, $kind:ident, $unit:literal, [$($l:literal),*], $help:literal) => {
+        pub const $id: Def = Def { name: $name, kind: Kind::$kind, unit: $unit, labels: &[$($l),*], help: $help, buckets: None };
+    };
+    ($id:ident, $name:literal, Histogram($b:ident), $unit:literal, [$($l:literal),*], $help:literal) => {
+        pub const $id: Def = Def { name: $name, kind: Kind::Histogram, unit: $unit, labels: &[$($l),*], help: $help, buckets: Some($b) };
+    };
+}
+
+// Camera (producer). Every camera metric carries the `camera` label.
+def!(
+    CAMERA_PUBLISHED,
+    "edgepool_camera_frames_published_total",
+    Counter,
+    "frames",
+    ["camera"],
+    "Frames handed to the publisher."
+);
+def!(
+    CAMERA_OUTCOMES,
+    "edgepool_camera_frames_total",
+    Counter,
+    "frames",
+    ["camera", "outcome"],
+    "Final publish outcome per frame: stored, duplicate (an earlier attempt was stored), failed."
+);
+def!(
+    CAMERA_DROPPED,
+    "edgepool_camera_frames_dropped_total",
+    Counter,
+    "frames",
+    ["camera"],
+    "Frames dropped before publishing because the in-flight bound was reached (broker slow or away)."
+);
+def!(
+    CAMERA_RETRIES,
+    "edgepool_camera_publish_retries_total",
+    Counter,
+    "attempts",
+    ["camera"],
+    "Publish attempts retried with the same msg id."
+);
+
+// Worker. Every worker metric carries `worker` and `arch`.
+def!(
+    WORKER_FRAMES,
+    "edgepool_worker_frames_total",
+    Counter,
+    "frames",
+    ["worker", "arch", "status"],
+    "Frames finished by this worker, by result status: ok, error, stale."
+);
+def!(
+    WORKER_ERRORS,
+    "edgepool_worker_errors_total",
+    Counter,
+    "frames",
+    ["worker", "arch", "kind"],
+    "Frames that failed for good (dead-lettered), by error kind."
+);
+def!(
+    WORKER_RETRIES,
+    "edgepool_worker_naks_total",
+    Counter,
+    "frames",
+    ["worker", "arch", "reason"],
+    "Frames handed back to the queue for redelivery (nak with delay), by reason."
+);
+def!(
+    WORKER_STAGE,
+    "edgepool_worker_stage_seconds",
+    Histogram(STAGE_BUCKETS),
+    "seconds",
+    ["worker", "arch", "stage"],
+    "Time per frame in each stage: decode, preprocess, inference, postprocess, emulated_delay, publish."
+);
+def!(
+    WORKER_BUSY,
+    "edgepool_worker_busy_seconds_total",
+    Counter,
+    "seconds",
+    ["worker", "arch"],
+    "Slot-seconds spent on frames; divided by slots and wall time it is the busy ratio."
+);
+def!(
+    WORKER_SLOTS,
+    "edgepool_worker_slots",
+    Gauge,
+    "slots",
+    ["worker", "arch"],
+    "Inference slots (frames the worker may hold at once)."
+);
+def!(
+    WORKER_IN_FLIGHT,
+    "edgepool_worker_in_flight_frames",
+    Gauge,
+    "frames",
+    ["worker", "arch"],
+    "Frames held right now (at most slots)."
+);
+def!(
+    WORKER_SLOWDOWN,
+    "edgepool_worker_slowdown_ratio",
+    Gauge,
+    "ratio",
+    ["worker", "arch"],
+    "Device emulation factor (--slowdown); 1 on real hardware."
+);
+def!(
+    WORKER_STALLS,
+    "edgepool_worker_pull_stalls_total",
+    Counter,
+    "events",
+    ["worker", "arch"],
+    "Pull requests the watchdog abandoned because they outlived their expiry."
+);
+
+// Sink.
+def!(
+    SINK_RESULTS,
+    "edgepool_sink_results_total",
+    Counter,
+    "results",
+    ["arch", "worker", "camera", "status"],
+    "Unique results received, by worker, camera and status."
+);
+def!(
+    SINK_DUPLICATES,
+    "edgepool_sink_duplicate_results_total",
+    Counter,
+    "results",
+    [],
+    "Results dropped because (camera, seq) was already seen."
+);
+def!(
+    SINK_INVALID,
+    "edgepool_sink_invalid_results_total",
+    Counter,
+    "results",
+    [],
+    "Messages on detections.* that are not valid result JSON."
+);
+def!(
+    SINK_LATENCY,
+    "edgepool_sink_end_to_end_latency_seconds",
+    Histogram(LATENCY_BUCKETS),
+    "seconds",
+    ["arch"],
+    "From capture (captured_at) to the sink receiving the result."
+);
+def!(
+    SINK_STAGE,
+    "edgepool_sink_stage_seconds",
+    Histogram(STAGE_BUCKETS),
+    "seconds",
+    ["arch", "stage"],
+    "Per-stage times reported in results: queue_wait, decode, preprocess, inference, postprocess."
+);
+def!(
+    SINK_DETECTIONS,
+    "edgepool_sink_detections_total",
+    Counter,
+    "objects",
+    ["camera", "label"],
+    "Objects detected, by camera and COCO label."
+);
+def!(
+    SINK_LAST_RESULT,
+    "edgepool_sink_last_result_timestamp_seconds",
+    Gauge,
+    "seconds",
+    [],
+    "Unix time of the last result received."
+);
+
+// The sink's view of JetStream, polled from stream and consumer info.
+def!(
+    JS_STREAM_MESSAGES,
+    "edgepool_sink_stream_messages",
+    Gauge,
+    "messages",
+    ["stream"],
+    "Messages stored in a stream (FRAMES: the backlog not yet taken by a worker plus frames in progress)."
+);
+def!(JS_STREAM_BYTES, "edgepool_sink_stream_bytes", Gauge, "bytes", ["stream"], "Bytes stored in a stream.");
+def!(
+    JS_CONSUMER_PENDING,
+    "edgepool_sink_consumer_pending_messages",
+    Gauge,
+    "messages",
+    ["stream", "consumer"],
+    "Messages not yet delivered to the consumer: the queue depth."
+);
+def!(
+    JS_CONSUMER_ACK_PENDING,
+    "edgepool_sink_consumer_ack_pending_messages",
+    Gauge,
+    "messages",
+    ["stream", "consumer"],
+    "Messages delivered and not yet acknowledged: frames held by workers."
+);
+def!(
+    JS_CONSUMER_REDELIVERED,
+    "edgepool_sink_consumer_redelivered_messages",
+    Gauge,
+    "messages",
+    ["stream", "consumer"],
+    "Messages delivered more than once and not yet acknowledged (a worker died or handed a frame back)."
+);
+def!(
+    JS_CONSUMER_WAITING,
+    "edgepool_sink_consumer_waiting_pulls",
+    Gauge,
+    "requests",
+    ["stream", "consumer"],
+    "Pull requests waiting for messages: idle worker slots."
+);
+def!(JS_UP, "edgepool_sink_jetstream_up", Gauge, "boolean", [], "1 when the last stream/consumer info poll succeeded.");
+
+/// Every metric, in documentation order.
+pub const CATALOG: &[Def] = &[
+    CAMERA_PUBLISHED,
+    CAMERA_OUTCOMES,
+    CAMERA_DROPPED,
+    CAMERA_RETRIES,
+    WORKER_FRAMES,
+    WORKER_ERRORS,
+    WORKER_RETRIES,
+    WORKER_STAGE,
+    WORKER_BUSY,
+    WORKER_SLOTS,
+    WORKER_IN_FLIGHT,
+    WORKER_SLOWDOWN,
+    WORKER_STALLS,
+    SINK_RESULTS,
+    SINK_DUPLICATES,
+    SINK_INVALID,
+    SINK_LATENCY,
+    SINK_STAGE,
+    SINK_DETECTIONS,
+    SINK_LAST_RESULT,
+    JS_STREAM_MESSAGES,
+    JS_STREAM_BYTES,
+    JS_CONSUMER_PENDING,
+    JS_CONSUMER_ACK_PENDING,
+    JS_CONSUMER_REDELIVERED,
+    JS_CONSUMER_WAITING,
+    JS_UP,
+];
+
+mod build {
+    use prometheus::{
+        Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    };
+
+    use super::{Def, Kind};
+
+    fn opts(d: &Def) -> Opts {
+        Opts::new(d.name, d.help)
+    }
+
+    impl Def {
+        fn check(&self, kind: Kind, vec: bool) {
+            debug_assert_eq!(self.kind, kind, "{} is a {}", self.name, self.kind.as_str());
+            debug_assert_eq!(!self.labels.is_empty(), vec, "{} labels", self.name);
+        }
+
+        /// Registers a counter without labels.
+        pub fn counter(&self, r: &Registry) -> prometheus::Result<IntCounter> {
+            self.check(Kind::Counter, false);
+            let m = IntCounter::with_opts(opts(self))?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a labelled counter.
+        pub fn counter_vec(&self, r: &Registry) -> prometheus::Result<IntCounterVec> {
+            self.check(Kind::Counter, true);
+            let m = IntCounterVec::new(opts(self), self.labels)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a float counter (seconds) with labels, as a gauge-free `CounterVec`.
+        pub fn float_counter_vec(&self, r: &Registry) -> prometheus::Result<prometheus::CounterVec> {
+            self.check(Kind::Counter, true);
+            let m = prometheus::CounterVec::new(opts(self), self.labels)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a gauge without labels.
+        pub fn gauge(&self, r: &Registry) -> prometheus::Result<IntGauge> {
+            self.check(Kind::Gauge, false);
+            let m = IntGauge::with_opts(opts(self))?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a labelled gauge.
+        pub fn gauge_vec(&self, r: &Registry) -> prometheus::Result<IntGaugeVec> {
+            self.check(Kind::Gauge, true);
+            let m = IntGaugeVec::new(opts(self), self.labels)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a labelled float gauge.
+        pub fn float_gauge_vec(&self, r: &Registry) -> prometheus::Result<prometheus::GaugeVec> {
+            self.check(Kind::Gauge, true);
+            let m = prometheus::GaugeVec::new(opts(self), self.labels)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a float gauge without labels.
+        pub fn float_gauge(&self, r: &Registry) -> prometheus::Result<prometheus::Gauge> {
+            self.check(Kind::Gauge, false);
+            let m = prometheus::Gauge::with_opts(opts(self))?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a labelled histogram with the definition's buckets.
+        pub fn histogram_vec(&self, r: &Registry) -> prometheus::Result<HistogramVec> {
+            self.check(Kind::Histogram, true);
+            let o = HistogramOpts::new(self.name, self.help).buckets(self.buckets.unwrap_or_default().to_vec());
+            let m = HistogramVec::new(o, self.labels)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+
+        /// Registers a histogram without labels.
+        pub fn histogram(&self, r: &Registry) -> prometheus::Result<Histogram> {
+            self.check(Kind::Histogram, false);
+            let o = HistogramOpts::new(self.name, self.help).buckets(self.buckets.unwrap_or_default().to_vec());
+            let m = Histogram::with_opts(o)?;
+            r.register(Box::new(m.clone()))?;
+            Ok(m)
+        }
+    }
+}
+
+/// `docs/metrics.md`, generated from [`CATALOG`].
+#[must_use]
+pub fn markdown() -> String {
+    let mut s = String::from(
+        "# Metrics\n\nGenerated from the code's single catalog (`crates/runtime/src/metrics.rs`) by \
+         `edgepool metrics-doc`; a test fails when this file and the code differ.\n\n\
+         | name | type | unit | labels | meaning |\n|---|---|---|---|---|\n",
+    );
+    for d in CATALOG {
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            d.name,
+            d.kind.as_str(),
+            d.unit,
+            if d.labels.is_empty() {
+                "—".to_owned()
+            } else {
+                d.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+            },
+            d.help
+        ));
+    }
+    s.push_str("\n## Histogram buckets\n\n");
+    s.push_str(&format!(
+        "- `STAGE_BUCKETS` (seconds): {STAGE_BUCKETS:?}\n- `LATENCY_BUCKETS` (seconds): {LATENCY_BUCKETS:?}\n"
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for d in CATALOG {
+            assert!(seen.insert(d.name), "{} twice", d.name);
+            assert!(d.name.starts_with("edgepool_"), "{}", d.name);
+            assert_eq!(
+                d.kind == Kind::Counter,
+                d.name.ends_with("_total"),
+                "{}: counters and only counters end in _total",
+                d.name
+            );
+            if d.unit == "seconds" {
+                assert!(d.name.contains("_seconds"), "{}", d.name);
+            }
+            assert_eq!(d.kind == Kind::Histogram, d.buckets.is_some(), "{}", d.name);
+            for l in d.labels {
+                assert!(
+                    !["frame", "seq", "error", "msg_id", "message"].contains(l),
+                    "{} has unbounded label {l}",
+                    d.name
+                );
+            }
+        }
+    }
+}
