@@ -6,6 +6,7 @@
 //! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
+//! - `cargo xtask layout`  the shipped binary links no benchmark code; no import circles
 
 use std::env;
 use std::ffi::OsString;
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+
+mod layout;
 
 /// Pinned tool versions (PyPI).
 const TOOLS: &[&str] =
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         Some("model") => model().map(|_| ()),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("layout") => layout::run(&root()),
         Some("-h" | "--help" | "help") | None => {
             println!(
                 "{}",

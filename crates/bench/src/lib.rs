@@ -10,9 +10,11 @@
 
 pub mod chaos;
 pub mod detect;
+pub mod fleet;
 pub mod memory;
 pub mod overload;
 pub mod pipeline;
+pub mod report;
 pub mod skew;
 pub mod skew_chart;
 

@@ -17,7 +17,7 @@ use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{Engine, WorkerConfig};
 
-use crate::skew::{capacity, worker_id};
+use crate::fleet::{GROUP, capacity, use_overflow_group, worker_id};
 use edgepool::cmd::camera::{Replay, replay};
 use edgepool::config::Overrides;
 use edgepool::{Global, load_config};
@@ -25,7 +25,6 @@ use edgepool_harness::LocalCluster;
 use edgepool_runtime::{runtime, telemetry};
 
 /// The priority group the overflow setup pulls in.
-pub(crate) const GROUP: &str = "edgepool";
 
 #[derive(Debug, clap::Args)]
 pub struct OverloadArgs {
@@ -69,18 +68,6 @@ pub struct LoadRow {
     pub latency_p99_ms: f64,
     /// Share of ok results per worker.
     pub share: Vec<(String, f64)>,
-}
-
-/// Recreates the `detectors` consumer with the priority group [`GROUP`] under the `overflow`
-/// policy (same definition otherwise); every worker must then pull in that group.
-pub(crate) async fn use_overflow_group(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
-    let frames = js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut cfg: consumer::pull::Config = serde_json::from_str(edgepool_nats::DETECTORS_FILE)?;
-    frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    cfg.priority_groups = vec![GROUP.into()];
-    cfg.priority_policy = consumer::PriorityPolicy::Overflow;
-    frames.create_consumer(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
 }
 
 async fn one_load(

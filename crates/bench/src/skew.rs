@@ -24,6 +24,9 @@ use edgepool::{Global, load_config};
 use edgepool_harness::LocalCluster;
 use edgepool_runtime::{runtime, telemetry};
 
+use crate::fleet::{bench_worker, capacity, prefill, run_of, worker_id};
+use crate::report::{OverflowRun, Run, SkewReport, WorkerRow};
+
 #[derive(Debug, clap::Args)]
 pub struct SkewArgs {
     /// Slowdown factor of each emulated worker: `1,10` is a device and one 10x slower.
@@ -48,60 +51,6 @@ pub struct SkewArgs {
     pub overflow: bool,
 }
 
-/// One setup's outcome.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    pub fps: f64,
-    pub seconds: f64,
-    pub frames: u64,
-    /// Capture-to-sink latency of the batch (includes waiting in the pre-filled queue).
-    pub latency_p50_ms: f64,
-    pub latency_p99_ms: f64,
-    /// Results per worker id.
-    pub per_worker: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct WorkerRow {
-    pub id: String,
-    pub slowdown: f64,
-    pub capacity_fps: f64,
-    pub pull_frames: u64,
-    pub pull_share: f64,
-    pub rr_frames: u64,
-    pub rr_share: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SkewReport {
-    pub workers: Vec<f64>,
-    pub frames: u64,
-    pub sum_capacity_fps: f64,
-    pub slowest_capacity_fps: f64,
-    pub pull_fps: f64,
-    pub rr_fps: f64,
-    pub efficiency: f64,
-    pub pull_over_rr: f64,
-    /// Round-robin relative to theory, N x the slowest capacity.
-    pub rr_over_n_slowest: f64,
-    pub pull: Run,
-    pub rr: Run,
-    pub per_worker: Vec<WorkerRow>,
-    /// The pooled cluster again with the overflow priority policy (`--overflow`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub overflow: Option<OverflowRun>,
-}
-
-/// The pooled cluster with the overflow priority policy.
-#[derive(Debug, Clone, Serialize)]
-pub struct OverflowRun {
-    /// `min_pending` per worker (none for the fastest).
-    pub min_pending: Vec<Option<u64>>,
-    pub efficiency: f64,
-    pub pull_over_rr: f64,
-    pub run: Run,
-}
-
 /// For each worker slower than the fastest: how many frames the faster workers complete
 /// during one of its frames. Below that backlog, a frame it took would finish after the faster
 /// ones could have served it, so it waits in the overflow group.
@@ -119,82 +68,6 @@ pub fn overflow_thresholds(caps: &[f64]) -> Vec<Option<u64>> {
         .collect()
 }
 
-pub(crate) fn worker_id(i: usize, slowdown: f64) -> String {
-    format!("w{}-x{slowdown}", i + 1).replace('.', "_")
-}
-
-/// The bench's workers never drop frames as stale: a pre-filled batch waits by design.
-fn bench_worker(slowdown: f64, consumer: &str) -> WorkerConfig {
-    WorkerConfig {
-        slowdown,
-        stale_after: Duration::from_secs(3600),
-        consumer: consumer.to_owned(),
-        ..WorkerConfig::default()
-    }
-}
-
-/// Publishes `n` frames, frame `i` on camera `cameras[i % len]`, cycling through the photos.
-async fn prefill(
-    js: &async_nats::jetstream::Context,
-    cameras: &[String],
-    n: u64,
-    photos: &[(String, ContentType, Bytes)],
-) -> anyhow::Result<()> {
-    let mut pubs = cameras
-        .iter()
-        .map(|c| Ok(Publisher::new(js.clone(), CameraId::new(c.clone())?, 1, PublisherConfig::default())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for i in 0..n {
-        let k = usize::try_from(i).unwrap_or(0);
-        let (_, ct, b) = &photos[k % photos.len()];
-        let p = &mut pubs[k % cameras.len()];
-        p.publish(Frame::now(b.clone(), *ct)).await?;
-    }
-    for p in &mut pubs {
-        let s = p.flush().await;
-        anyhow::ensure!(s.failed == 0, "{} frames were not stored", s.failed);
-    }
-    Ok(())
-}
-
-/// Throughput is counted the same way for every setup, standalone capacity included: frames
-/// completed after the first result, over the time from the first result to the last. That
-/// leaves out start-up (connecting, the first inference's warm-up) and keeps everything else,
-/// including the tail where faster workers run out of frames.
-fn run_of(cluster: &LocalCluster, n: u64, seconds: f64) -> Run {
-    let s = cluster.stats.summary();
-    Run {
-        fps: (n - 1) as f64 / seconds,
-        seconds,
-        frames: n,
-        latency_p50_ms: s.latency_p50_s.unwrap_or(0.0) * 1e3,
-        latency_p99_ms: s.latency_p99_s.unwrap_or(0.0) * 1e3,
-        per_worker: s.per_worker.iter().map(|(k, v)| (k.clone(), v.results)).collect(),
-    }
-}
-
-/// A worker alone on a deep queue: completions per second between its first and last result.
-pub(crate) async fn capacity(
-    nats: &edgepool_nats::NatsConfig,
-    engine: &Engine,
-    photos: &[(String, ContentType, Bytes)],
-    slowdown: f64,
-) -> anyhow::Result<f64> {
-    let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
-    // About 8 s of work at an assumed ~10 fps base rate, and never fewer than 6 intervals: with
-    // 4 s a capacity was off by up to 10 % between runs, which is the whole efficiency margin.
-    let m = ((80.0 / slowdown).ceil() as u64).max(6) + 1;
-    prefill(&cluster.js, &["cap".into()], m, photos).await?;
-    cluster.add_worker("cap", bench_worker(slowdown, DETECTORS), engine.clone(), &prometheus::Registry::new()).await?;
-    let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
-    let last = cluster
-        .wait_results(m, Duration::from_secs(600))
-        .await
-        .map_err(|got| anyhow::anyhow!("capacity run stalled at {got} of {m}"))?;
-    cluster.shutdown().await;
-    Ok((m - 1) as f64 / (last - first).as_secs_f64())
-}
-
 /// (a) The pooled cluster: every worker pulls from `detectors`.
 async fn pooled(
     nats: &edgepool_nats::NatsConfig,
@@ -206,14 +79,14 @@ async fn pooled(
 ) -> anyhow::Result<Run> {
     let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
     if overflow.is_some() {
-        crate::overload::use_overflow_group(&cluster.js).await?;
+        crate::fleet::use_overflow_group(&cluster.js).await?;
     }
     let cameras: Vec<String> = (0..4).map(|c| format!("cam-{c}")).collect();
     prefill(&cluster.js, &cameras, n, photos).await?;
     for (i, f) in slowdowns.iter().enumerate() {
         let mut cfg = bench_worker(*f, DETECTORS);
         if let Some(min) = overflow {
-            cfg.priority_group = Some(crate::overload::GROUP.into());
+            cfg.priority_group = Some(crate::fleet::GROUP.into());
             cfg.overflow_min_pending = min[i];
         }
         cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;

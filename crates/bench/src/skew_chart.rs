@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use image::{Rgb, RgbImage};
 
-use crate::skew::SkewReport;
+use crate::report::SkewReport;
 use edgepool::draw::{GLYPH_H, SCALE, draw_text, fill, text_width};
 
 const W: u32 = 1200;

@@ -22,6 +22,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod metrics;
+mod outcome;
 mod publisher;
 
-pub use publisher::{AckResult, Frame, Outcome, PublishError, Publisher, PublisherConfig, Stats, Submitted};
+pub use outcome::{AckResult, Outcome};
+pub use publisher::{Frame, PublishError, Publisher, PublisherConfig, Stats, Submitted};

@@ -1,9 +1,9 @@
-//! Prometheus metrics of a camera (publisher), registered from the catalog in `edgepool-wire`.
+//! Prometheus metrics of a camera (publisher), registered from the catalog in `edgepool-runtime`.
 
 use edgepool_runtime::metrics as cat;
 use prometheus::{IntCounter, Registry};
 
-use crate::publisher::{AckResult, Outcome};
+use crate::outcome::{AckResult, Outcome};
 
 /// Handles created once; the publish path only increments.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ use edgepool_wire::frame::FRAMES_PREFIX;
 use edgepool_wire::{CameraId, ContentType, FrameMeta, FrameSeq, TimeOutOfRange};
 
 use crate::metrics::CameraMetrics;
+use crate::outcome::{AckResult, Outcome};
 
 /// One frame to publish: the encoded image as-is, its type and capture time.
 #[derive(Debug, Clone)]
@@ -112,21 +113,6 @@ pub enum PublishError {
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
-
-/// The final state of one in-flight frame.
-#[derive(Debug, Clone, Copy)]
-pub struct Outcome {
-    pub seq: FrameSeq,
-    pub result: AckResult,
-    pub retries: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckResult {
-    Stored,
-    Duplicate,
-    Failed,
-}
 
 /// Publishes one camera's frames. Sequence numbers are assigned here, strictly increasing.
 pub struct Publisher {
