@@ -6,6 +6,8 @@
 //! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
+//! - `cargo xtask lint-width`  fail on any `.rs` line in crates/, xtask/, fuzz/ over rustfmt's
+//!   max_width (rustfmt does not wrap long strings or comments)
 
 use std::env;
 use std::ffi::OsString;
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+
+mod width;
 
 /// Pinned tool versions (PyPI).
 const TOOLS: &[&str] =
@@ -25,6 +29,7 @@ fn main() -> ExitCode {
         Some("model") => model().map(|_| ()),
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("lint-width") => width::lint(&root()),
         Some("-h" | "--help" | "help") | None => {
             println!(
                 "{}",

@@ -268,7 +268,13 @@ impl Publisher {
                 match ack {
                     Ok(Ok(ack)) if ack.duplicate => return Outcome { seq, result: AckResult::Duplicate, retries },
                     Ok(Ok(ack)) => {
-                        tracing::debug!(%subject, %seq, stream_seq = ack.sequence, traceparent = traceparent.as_deref().unwrap_or(""), "frame stored");
+                        tracing::debug!(
+                            %subject,
+                            %seq,
+                            stream_seq = ack.sequence,
+                            traceparent = traceparent.as_deref().unwrap_or(""),
+                            "frame stored"
+                        );
                         return Outcome { seq, result: AckResult::Stored, retries };
                     }
                     Ok(Err(e)) => tracing::debug!(%e, %seq, "publish not acked, retrying"),

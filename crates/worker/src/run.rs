@@ -138,7 +138,13 @@ impl Worker {
             naks: c.naks.load(Ordering::Relaxed),
             busy_seconds: c.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
         };
-        tracing::info!(worker = %ctx.id, ok = report.ok, errors = report.errors, stale = report.stale, "worker stopped");
+        tracing::info!(
+            worker = %ctx.id,
+            ok = report.ok,
+            errors = report.errors,
+            stale = report.stale,
+            "worker stopped"
+        );
         report
     }
 }
@@ -251,7 +257,12 @@ async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, slot: usize, shutdown:
             Err(payload) => {
                 runner = None;
                 let why = format!("processing panicked: {}", panic_message(payload.as_ref()));
-                tracing::error!(worker = %ctx.id, slot, error = %why, "a frame's processing panicked; the slot carries on");
+                tracing::error!(
+                    worker = %ctx.id,
+                    slot,
+                    error = %why,
+                    "a frame's processing panicked; the slot carries on"
+                );
                 after_panic(&ctx, &msg, &why).await
             }
         };

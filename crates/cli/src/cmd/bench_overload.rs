@@ -191,7 +191,12 @@ pub fn run(global: &Global, args: OverloadArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"workers": args.workers, "capacities": caps, "stale_after_s": args.stale_after.as_secs_f64(), "rows": rows})
+            serde_json::json!({
+                "workers": args.workers,
+                "capacities": caps,
+                "stale_after_s": args.stale_after.as_secs_f64(),
+                "rows": rows
+            })
         );
     } else {
         let sum: f64 = caps.iter().sum();

@@ -40,7 +40,8 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
     telemetry::init(&cfg.log, "warn");
     runtime()?.block_on(async {
         let shutdown = super::shutdown_on_signals();
-        let client = cfg.nats.connect("edgepool-top", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client =
+            cfg.nats.connect("edgepool-top", false).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
         let samples: Samples = Arc::default();
         let mut sub = client.subscribe("detections.*").await?;
@@ -73,8 +74,12 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
                 out.push_str("\x1b[2J\x1b[H");
             }
             out.push_str(&format!(
-                "edgepool top — {}   (q: Ctrl-C)\n\nqueue {} pending · {} held · {} idle pulls   in {:.2}/s   out {:.2}/s   capacity {:.2}/s\n",
-                edgepool_wire::frame::format_time(OffsetDateTime::now_utc()).unwrap_or_default().get(..19).unwrap_or(""),
+                "edgepool top — {}   (q: Ctrl-C)\n\n\
+                 queue {} pending · {} held · {} idle pulls   in {:.2}/s   out {:.2}/s   capacity {:.2}/s\n",
+                edgepool_wire::frame::format_time(OffsetDateTime::now_utc())
+                    .unwrap_or_default()
+                    .get(..19)
+                    .unwrap_or(""),
                 status.pending,
                 status.ack_pending,
                 status.waiting_pulls,
@@ -83,7 +88,12 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
                 status.fleet_capacity_fps
             ));
             let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{:.0} ms", v * 1e3));
-            out.push_str(&format!("latency (last {}s, {n} results): p50 {}  p99 {}\n\n", LATENCY_WINDOW.as_secs(), ms(p50), ms(p99)));
+            out.push_str(&format!(
+                "latency (last {}s, {n} results): p50 {}  p99 {}\n\n",
+                LATENCY_WINDOW.as_secs(),
+                ms(p50),
+                ms(p99)
+            ));
             out.push_str(&format!(
                 "{:<28} {:<8} {:>8} {:>8} {:>7} {:>6}  {}\n",
                 "WORKER", "ARCH", "SLOWDOWN", "FPS", "SHARE", "BUSY", "BUSY BAR"
