@@ -4,6 +4,16 @@ use edgepool_wire::metrics as cat;
 use edgepool_wire::{ResultMessage, Status};
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
 
+/// A worker's `edgepool_sink_results_total` series are removed once it has delivered nothing
+/// for this long. Worker ids get a random suffix at every start, so without it each restart
+/// would add series for the life of the sink. Twenty fleet-registry TTLs (30 s): a worker that
+/// pauses keeps its series, and a dashboard still lists a replaced worker for ten minutes.
+pub const WORKER_RETENTION: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// At most this many workers have result series at once; a new worker past it removes the one
+/// idle longest. Far above a fleet's size: only a restart storm reaches it.
+pub const MAX_WORKERS: usize = 256;
+
 /// Handles created once.
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
@@ -127,5 +137,70 @@ impl JetStreamMetrics {
                 () = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn result(worker: &str, camera: &str) -> ResultMessage {
+        let json = include_str!("../../../fuzz/regressions/result_json/float-ulp-drift.json");
+        let mut r: ResultMessage = serde_json::from_str(json).unwrap();
+        r.worker = worker.into();
+        r.camera = camera.into();
+        r
+    }
+
+    /// `edgepool_sink_results_total` series per worker id, as a scrape sees them.
+    fn workers_with_series(registry: &Registry) -> std::collections::BTreeMap<String, usize> {
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with(cat::SINK_RESULTS.name)) {
+            let worker = line.split("worker=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+            *out.entry(worker.to_owned()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Worker ids change at every start: 50 restarts, one a minute, must not leave 50 workers'
+    /// series behind; the worker delivering now always has its series.
+    #[test]
+    fn per_worker_series_stay_bounded_across_restarts() {
+        let registry = Registry::new();
+        let m = SinkMetrics::register(&registry).unwrap();
+        let cameras = ["cam-1", "cam-2"];
+        let mut now = 1.7e9;
+        let mut peak = 0;
+        for restart in 0..50 {
+            let worker = format!("pi-{restart:04x}");
+            for _ in 0..10 {
+                for c in cameras {
+                    m.record(&result(&worker, c), Some(0.1), now);
+                }
+                now += 6.0;
+            }
+            let seen = workers_with_series(&registry);
+            assert_eq!(seen.get(&worker), Some(&cameras.len()), "{seen:?}");
+            peak = peak.max(seen.values().sum::<usize>());
+        }
+        // Each worker lives a minute; those idle for longer than the retention are gone.
+        let bound = (WORKER_RETENTION.as_secs() / 60 + 2) as usize * cameras.len();
+        assert!(peak <= bound, "{peak} series after 50 restarts (bound {bound})");
+    }
+
+    /// Many new workers at once (a crash loop): never more than [`MAX_WORKERS`] have series.
+    #[test]
+    fn a_restart_storm_is_capped() {
+        let registry = Registry::new();
+        let m = SinkMetrics::register(&registry).unwrap();
+        for i in 0..MAX_WORKERS * 3 {
+            m.record(&result(&format!("crashloop-{i}"), "cam-1"), None, 1.7e9 + i as f64 * 0.01);
+        }
+        let seen = workers_with_series(&registry);
+        assert_eq!(seen.len(), MAX_WORKERS);
+        assert!(seen.contains_key(&format!("crashloop-{}", MAX_WORKERS * 3 - 1)), "the newest worker was evicted");
     }
 }

@@ -129,13 +129,21 @@ pub fn default_start_seq() -> u64 {
         .unwrap_or(1)
 }
 
-pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = Overrides::default();
-    flags.set("publisher.max_in_flight", args.max_in_flight.map(|v| v as u64));
-    if args.fps.is_some() {
-        flags.set("publisher.drop_when_full", Some(true));
+impl CameraArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags.set("publisher.max_in_flight", self.max_in_flight.map(|v| v as u64));
+        if self.fps.is_some() {
+            flags.set("publisher.drop_when_full", Some(true));
+        }
+        flags
     }
-    let cfg = load_config(global, &flags)?;
+}
+
+pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &args.overrides())?;
     let camera = CameraId::new(args.camera.clone()).context("--camera")?;
     let images = super::load_images(&args.source)?;
     if global.check {
@@ -146,7 +154,11 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
     let plan = Replay { images, fps: args.fps, count };
     runtime()?.block_on(async move {
         let shutdown = super::shutdown_on_signals();
-        let client = cfg.nats.connect(&format!("edgepool-camera-{camera}"), true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
+        let client = cfg
+            .nats
+            .connect(&format!("edgepool-camera-{camera}"), true)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
         let js = async_nats::jetstream::new(client.clone());
         let registry = prometheus::Registry::new();
         let metrics = CameraMetrics::register(&registry, camera.as_str())?;
@@ -156,8 +168,9 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
             let bound = serve(addr, probes(registry.clone(), ready), shutdown.clone()).await?;
             eprintln!("camera {camera}: metrics on http://{bound}/metrics");
         }
-        let mut publisher = Publisher::new(js, camera.clone(), args.start_seq.unwrap_or_else(default_start_seq), cfg.publisher.clone())
-            .with_metrics(metrics);
+        let mut publisher =
+            Publisher::new(js, camera.clone(), args.start_seq.unwrap_or_else(default_start_seq), cfg.publisher.clone())
+                .with_metrics(metrics);
         if let Some(path) = &args.ack_log {
             publisher = publisher.on_outcome(ack_logger(path)?);
         }
@@ -180,8 +193,14 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::json!({"camera": camera, "stats": stats, "seconds": secs}));
         } else {
             println!(
-                "camera {camera}: published {} · acked {} · duplicates {} · failed {} · dropped {} · retries {} · {:.1} frames/s",
-                stats.published, stats.acked, stats.duplicates, stats.failed, stats.dropped, stats.retries,
+                "camera {camera}: published {} · acked {} · duplicates {} · failed {} · dropped {} · retries {} · \
+                 {:.1} frames/s",
+                stats.published,
+                stats.acked,
+                stats.duplicates,
+                stats.failed,
+                stats.dropped,
+                stats.retries,
                 stats.published as f64 / secs.max(1e-9)
             );
         }

@@ -97,8 +97,28 @@ pub struct DemoSummary {
     pub peak_rss_mib: Option<f64>,
 }
 
+impl DemoArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags.set("worker.slots", Some(self.slots as u64)).set("detector.threads", Some(self.threads as u64));
+        flags
+    }
+}
+
+/// After a shutdown signal the demo waits at most this long for outstanding results.
+const SETTLE_AFTER_SIGNAL: Duration = Duration::from_secs(5);
+
+/// Whether the demo stops waiting for outstanding results (once the cameras are done): every
+/// acknowledged frame has its result, the `--settle` deadline passed, or a shutdown signal came
+/// more than [`SETTLE_AFTER_SIGNAL`] ago.
+fn settled(now: Instant, deadline: Instant, signalled_at: Option<Instant>, results: u64, acked: u64) -> bool {
+    results >= acked || now > deadline || signalled_at.is_some() && now > deadline.min(now + SETTLE_AFTER_SIGNAL)
+}
+
 pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
+    let cfg = load_config(global, &args.overrides())?;
     anyhow::ensure!(!args.workers.is_empty(), "--workers needs at least one slowdown factor");
     anyhow::ensure!(args.cameras >= 1, "--cameras must be at least 1");
     let images = super::load_images(std::slice::from_ref(&args.photos)).with_context(|| {
@@ -216,7 +236,11 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut cam_stats = Vec::new();
         let mut cams = cameras.into_iter().map(Some).collect::<Vec<_>>();
         let mut settle_deadline: Option<Instant> = None;
+        let mut signalled_at: Option<Instant> = None;
         loop {
+            if shutdown.is_cancelled() {
+                signalled_at.get_or_insert_with(Instant::now);
+            }
             let s = stats.summary();
             let n_acked = acked.lock().map(|a| a.len()).unwrap_or(0) as u64;
             let per: Vec<String> = s.per_worker.iter().map(|(w, l)| format!("{w} {}", l.results)).collect();
@@ -232,10 +256,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let cams_done = cams.iter().all(Option::is_none);
             if cams_done {
                 let deadline = *settle_deadline.get_or_insert_with(|| Instant::now() + args.settle);
-                if s.results >= n_acked
-                    || Instant::now() > deadline
-                    || shutdown.is_cancelled() && Instant::now() > deadline.min(Instant::now() + Duration::from_secs(5))
-                {
+                if settled(Instant::now(), deadline, signalled_at, s.results, n_acked) {
                     break;
                 }
             }
@@ -358,4 +379,26 @@ fn print_summary(s: &DemoSummary) {
         "{}",
         if s.lost == 0 { "lost 0: every acknowledged frame has its result" } else { "FRAMES LOST: see above" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settle_stops_five_seconds_after_a_signal() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(60);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!settled(at(1), deadline, None, 3, 10), "no signal: wait for results");
+        assert!(settled(at(61), deadline, None, 3, 10), "the settle deadline ends the wait");
+        assert!(settled(at(1), deadline, Some(at(0)), 10, 10), "all results in");
+
+        let signal = Some(at(10));
+        assert!(!settled(at(14), deadline, signal, 3, 10), "within 5 s of the signal");
+        assert!(settled(at(16), deadline, signal, 3, 10), "5 s after the signal, not the whole --settle");
+
+        let short = at(12);
+        assert!(settled(at(13), short, signal, 3, 10), "a sooner settle deadline still wins");
+    }
 }

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use edgepool_detector::{Detection, DetectorConfig, Model, Output, default_model_path};
+use edgepool_detector::{Detection, Model, Output};
 use serde::Serialize;
+
+use crate::config::Overrides;
+use crate::{Global, load_config, print_check};
 
 /// Run the detector on image files (no NATS needed).
 ///
@@ -55,10 +58,25 @@ struct JsonLine<'a> {
     detections: &'a [Detection],
 }
 
-pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let cfg = DetectorConfig { threads: args.threads, score_threshold: args.threshold, ..Default::default() };
-    let model_path = args.model.clone().unwrap_or_else(default_model_path);
-    let model = Model::load(&model_path, &cfg)?;
+impl DetectArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags
+            .set("detector.score_threshold", Some(f64::from(self.threshold)))
+            .set("detector.threads", Some(self.threads as u64))
+            .path("model.path", self.model.as_deref());
+        flags
+    }
+}
+
+pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &args.overrides())?;
+    if global.check {
+        return Ok(print_check(&cfg));
+    }
+    let model = Model::load(&cfg.model.resolved_path(), &cfg.detector)?;
     let mut session = model.session();
     if let Some(dir) = &args.annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -27,16 +27,24 @@ pub struct SinkArgs {
     pub replay: bool,
 }
 
-pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = Overrides::default();
-    flags
-        .path("sink.jsonl", args.jsonl.as_deref())
-        .set("sink.listen", Some(args.listen.to_string()))
-        .set("sink.durable", args.durable.clone());
-    if args.replay {
-        flags.set("sink.replay", Some(true));
+impl SinkArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags
+            .path("sink.jsonl", self.jsonl.as_deref())
+            .set("sink.listen", Some(self.listen.to_string()))
+            .set("sink.durable", self.durable.clone());
+        if self.replay {
+            flags.set("sink.replay", Some(true));
+        }
+        flags
     }
-    let cfg = load_config(global, &flags)?;
+}
+
+pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &args.overrides())?;
     if global.check {
         return Ok(print_check(&cfg));
     }
