@@ -36,12 +36,16 @@ pub struct SinkConfig {
     /// Append every unique result as one JSON line to this file.
     pub jsonl: Option<PathBuf>,
     /// Address of /metrics, /healthz, /readyz and /events.
-    pub listen: Option<std::net::SocketAddr>,
+    pub listen: std::net::SocketAddr,
 }
+
+/// The sink's default HTTP address: local only; a deployment sets `0.0.0.0:9090`.
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { durable: "sink".into(), replay: false, jsonl: None, listen: None }
+        Self { durable: "sink".into(), replay: false, jsonl: None, listen: DEFAULT_LISTEN }
     }
 }
 

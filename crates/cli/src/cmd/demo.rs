@@ -48,12 +48,12 @@ pub struct DemoArgs {
     /// Frames per second per camera.
     #[arg(long, default_value_t = 4.0)]
     pub fps: f64,
-    /// Inference slots per worker.
-    #[arg(long, default_value_t = 1)]
-    pub slots: usize,
-    /// Threads per inference.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// Inference slots per worker [default: `worker.slots`, 1].
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Threads per inference [default: `detector.threads`, 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Folder of photos the cameras replay.
     #[arg(long, default_value = "testdata/photos")]
     pub photos: PathBuf,
@@ -102,7 +102,7 @@ impl DemoArgs {
     #[must_use]
     pub fn overrides(&self) -> Overrides {
         let mut flags = Overrides::default();
-        flags.set("worker.slots", Some(self.slots as u64)).set("detector.threads", Some(self.threads as u64));
+        flags.set("worker.slots", self.slots.map(|v| v as u64)).set("detector.threads", self.threads.map(|v| v as u64));
         flags
     }
 }
@@ -114,7 +114,7 @@ const SETTLE_AFTER_SIGNAL: Duration = Duration::from_secs(5);
 /// acknowledged frame has its result, the `--settle` deadline passed, or a shutdown signal came
 /// more than [`SETTLE_AFTER_SIGNAL`] ago.
 fn settled(now: Instant, deadline: Instant, signalled_at: Option<Instant>, results: u64, acked: u64) -> bool {
-    results >= acked || now > deadline || signalled_at.is_some() && now > deadline.min(now + SETTLE_AFTER_SIGNAL)
+    results >= acked || now > deadline || signalled_at.is_some_and(|t| now > t + SETTLE_AFTER_SIGNAL)
 }
 
 pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -129,9 +129,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     telemetry::init(&cfg.log, "warn");
     let model_path = cfg.model.resolved_path();
-    let mut detector = cfg.detector.clone();
-    detector.threads = args.threads;
-    let engine = super::worker::load_engine(&model_path, &detector)?;
+    let engine = super::worker::load_engine(&model_path, &cfg.detector)?;
 
     runtime()?.block_on(async move {
         let shutdown = super::shutdown_on_signals();
@@ -162,7 +160,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         for (i, slowdown) in args.workers.iter().enumerate() {
             let id = format!("w{}-{ARCH}-x{slowdown}", i + 1).replace('.', "_");
             let registry = prometheus::Registry::new();
-            let wcfg = WorkerConfig { slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
+            let wcfg = WorkerConfig { slowdown: *slowdown, ..cfg.worker.clone() };
             cluster.add_worker(&id, wcfg, engine.clone(), &registry).await?;
             let ready = Readiness::default();
             ready.set(true);

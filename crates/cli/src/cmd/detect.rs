@@ -29,9 +29,10 @@ pub struct DetectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Report only detections scoring at least this (0..1).
-    #[arg(long, value_name = "T", default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Report only detections scoring at least this (0..1) [default: `detector.score_threshold`,
+    /// 0.5].
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f32>,
 
     /// Also write a PNG copy of each image with boxes, labels and scores drawn into DIR
     /// (created if missing), named after the image.
@@ -44,9 +45,9 @@ pub struct DetectArgs {
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 
-    /// Threads per inference (intra-op parallelism).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub threads: usize,
+    /// Threads per inference (intra-op parallelism) [default: `detector.threads`, 1].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// One line of `--json` output.
@@ -64,8 +65,8 @@ impl DetectArgs {
     pub fn overrides(&self) -> Overrides {
         let mut flags = Overrides::default();
         flags
-            .set("detector.score_threshold", Some(f64::from(self.threshold)))
-            .set("detector.threads", Some(self.threads as u64))
+            .set("detector.score_threshold", self.threshold.map(f64::from))
+            .set("detector.threads", self.threads.map(|v| v as u64))
             .path("model.path", self.model.as_deref());
         flags
     }

@@ -16,9 +16,10 @@ pub struct SinkArgs {
     /// Append every unique result as one JSON line to this file.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Serve /metrics, /healthz, /readyz and /events here.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub listen: SocketAddr,
+    /// Serve /metrics, /healthz, /readyz and /events here [default: `sink.listen`,
+    /// 127.0.0.1:9090].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Durable consumer name on DETECTIONS (sinks with the same name share the work).
     #[arg(long)]
     pub durable: Option<String>,
@@ -34,7 +35,7 @@ impl SinkArgs {
         let mut flags = Overrides::default();
         flags
             .path("sink.jsonl", self.jsonl.as_deref())
-            .set("sink.listen", Some(self.listen.to_string()))
+            .set("sink.listen", self.listen.map(|a| a.to_string()))
             .set("sink.durable", self.durable.clone());
         if self.replay {
             flags.set("sink.replay", Some(true));
@@ -55,8 +56,7 @@ pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
         let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
         let http_stop = tokio_util::sync::CancellationToken::new();
-        let addr = cfg.sink.listen.unwrap_or(args.listen);
-        let bound = serve(addr, router, http_stop.clone()).await?;
+        let bound = serve(cfg.sink.listen, router, http_stop.clone()).await?;
         eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
         let client =
             cfg.nats.connect("edgepool-sink", true).await.map_err(|e| anyhow::anyhow!("connecting to NATS: {e}"))?;
