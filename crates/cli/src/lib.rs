@@ -210,7 +210,7 @@ fn check_text(cfg: &Config) -> anyhow::Result<String> {
 }
 
 fn toml_text(cfg: &Config) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(cfg)?)
+    Ok(toml::to_string_pretty(cfg)?)
 }
 
 /// A multi-threaded tokio runtime for the async subcommands.
