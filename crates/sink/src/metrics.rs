@@ -1,5 +1,8 @@
 //! Prometheus metrics of the sink, registered from the catalog in `edgepool-wire`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use edgepool_wire::metrics as cat;
 use edgepool_wire::{ResultMessage, Status};
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
@@ -14,10 +17,14 @@ pub const WORKER_RETENTION: std::time::Duration = std::time::Duration::from_secs
 /// idle longest. Far above a fleet's size: only a restart storm reaches it.
 pub const MAX_WORKERS: usize = 256;
 
+/// How often idle workers are looked for (at most; only when results arrive).
+const SWEEP_EVERY_S: f64 = 30.0;
+
 /// Handles created once.
 #[derive(Debug, Clone)]
 pub struct SinkMetrics {
     results: IntCounterVec,
+    workers: Arc<Mutex<Workers>>,
     pub duplicates: IntCounter,
     pub invalid: IntCounter,
     latency: HistogramVec,
@@ -30,6 +37,7 @@ impl SinkMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             results: cat::SINK_RESULTS.counter_vec(registry)?,
+            workers: Arc::default(),
             duplicates: cat::SINK_DUPLICATES.counter(registry)?,
             invalid: cat::SINK_INVALID.counter(registry)?,
             latency: cat::SINK_LATENCY.histogram_vec(registry)?,
@@ -42,6 +50,14 @@ impl SinkMetrics {
     /// Records one unique result. `e2e` is capture-to-sink latency in seconds, when known.
     pub fn record(&self, r: &ResultMessage, e2e: Option<f64>, now_unix: f64) {
         self.results.with_label_values(&[&r.arch, &r.worker, &r.camera, r.status.as_str()]).inc();
+        if let Ok(mut w) = self.workers.lock() {
+            for (worker, gone) in w.seen(r, now_unix) {
+                for (arch, camera, status) in gone {
+                    // Err only when the series is already gone, which is the goal.
+                    let _ = self.results.remove_label_values(&[&arch, &worker, &camera, status]);
+                }
+            }
+        }
         self.last.set(now_unix);
         if r.status != Status::Ok {
             return;
@@ -62,6 +78,45 @@ impl SinkMetrics {
         for d in &r.detections {
             self.detections.with_label_values(&[&r.camera, &d.label]).inc();
         }
+    }
+}
+
+/// The label sets of one worker's result series.
+type Series = Vec<(String, String, &'static str)>;
+
+/// The workers that have result series: when each last delivered, and its label sets (a few:
+/// cameras x statuses), so its series can be removed ([`WORKER_RETENTION`], [`MAX_WORKERS`]).
+#[derive(Debug, Default)]
+struct Workers {
+    by_id: HashMap<String, (f64, Series)>,
+    next_sweep: f64,
+}
+
+impl Workers {
+    /// Notes that `r` arrived at `now` (Unix seconds) and returns the workers whose series must go.
+    fn seen(&mut self, r: &ResultMessage, now: f64) -> Vec<(String, Series)> {
+        let mut gone = Vec::new();
+        if !self.by_id.contains_key(&r.worker) && self.by_id.len() >= MAX_WORKERS {
+            let oldest = self.by_id.iter().min_by(|a, b| a.1.0.total_cmp(&b.1.0)).map(|(id, _)| id.clone());
+            gone.extend(oldest.and_then(|id| self.by_id.remove_entry(&id)).map(|(id, (_, s))| (id, s)));
+        }
+        if !self.by_id.contains_key(&r.worker) {
+            self.by_id.insert(r.worker.clone(), (now, Series::new()));
+        }
+        let Some((last, series)) = self.by_id.get_mut(&r.worker) else { return gone };
+        *last = now;
+        let status = r.status.as_str();
+        if !series.iter().any(|(a, c, s)| *a == r.arch && *c == r.camera && *s == status) {
+            series.push((r.arch.clone(), r.camera.clone(), status));
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + SWEEP_EVERY_S;
+            let cutoff = now - WORKER_RETENTION.as_secs_f64();
+            let idle: Vec<String> =
+                self.by_id.iter().filter(|(_, (t, _))| *t < cutoff).map(|(id, _)| id.clone()).collect();
+            gone.extend(idle.into_iter().filter_map(|id| self.by_id.remove_entry(&id)).map(|(id, (_, s))| (id, s)));
+        }
+        gone
     }
 }
 
