@@ -313,8 +313,8 @@ mod tests {
             let from_env = get(&load(argv, Some(&file), env(&[(var, value)])));
             let default = get(&load(argv, None, env(&[])));
             let flagged = get(&load(&[*argv, &[*flag]].concat(), Some(&file), env(&[(var, value)])));
-            let want_file = get(&config::load(Some(&file), env(&[]), &config::Overrides::default()).unwrap());
-            let want_env = get(&config::load(None, env(&[(var, value)]), &config::Overrides::default()).unwrap());
+            let want_file = get(&config::load(Some(&file), env(&[]), &Overrides::default()).unwrap());
+            let want_env = get(&config::load(None, env(&[(var, value)]), &Overrides::default()).unwrap());
             assert_eq!(from_file, want_file, "{argv:?}: the file's value of {var} was overridden");
             assert_eq!(from_env, want_env, "{argv:?}: {var} was overridden");
             assert_ne!(from_file, default, "{argv:?}: the test file must change {var}");
@@ -332,7 +332,7 @@ mod tests {
                 ("EDGEPOOL_WORKER_SLOTS", "3"),
                 ("EDGEPOOL_SINK_LISTEN", "0.0.0.0:9"),
             ]),
-            &config::Overrides::default(),
+            &Overrides::default(),
         )
         .unwrap();
         let text = check_text(&cfg).unwrap();
@@ -345,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("check.toml");
         std::fs::write(&file, body).unwrap();
-        let back = config::load(Some(&file), env(&[]), &config::Overrides::default()).unwrap();
+        let back = config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&cfg).unwrap(), "{body}");
     }
 }
