@@ -204,7 +204,7 @@ impl Publisher {
         if frame.payload.is_empty() {
             return Err(PublishError::Empty);
         }
-        let max = usize::try_from(self.js.client().server_info().max_payload).unwrap_or(usize::MAX);
+        let max = self.js.client().server_info().max_payload;
         if max > 0 && frame.payload.len() > max {
             return Err(PublishError::TooLarge { size: frame.payload.len(), max });
         }

@@ -176,10 +176,10 @@ impl Sink {
                 if let Err(e) = msg.ack().await {
                     tracing::debug!(error = %e, "result ack failed; it will be redelivered and deduplicated");
                 }
-                if messages_idle(&msg) {
-                    if let Some(w) = jsonl.as_mut() {
-                        let _ = w.flush().await;
-                    }
+                if messages_idle(&msg)
+                    && let Some(w) = jsonl.as_mut()
+                {
+                    let _ = w.flush().await;
                 }
             }
         }
@@ -246,7 +246,7 @@ async fn events(
         loop {
             match rx.recv().await {
                 Ok(item) if camera.as_ref().is_none_or(|c| *c == item.camera) => {
-                    let ev = Event::default().event("result").data(item.json.to_string());
+                    let ev = Event::default().event("result").data(&item.json);
                     return Some((Ok(ev), (rx, camera)));
                 }
                 Ok(_) => {}
