@@ -20,7 +20,8 @@ ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
     CARGO_TERM_COLOR=never
 COPY . .
-# Cargo's registry and target dir are cache mounts: rebuilds only compile what changed.
+# Cargo's registry and target dir are cache mounts: rebuilds only compile what changed. The
+# release profile strips debug info (Cargo.toml), so the binary copied below is what devices need.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=edgepool-target-${TARGETARCH} \
     case "$TARGETARCH" in \

@@ -15,6 +15,7 @@ test *ARGS:
 # Format check and lints.
 check:
     cargo fmt --all -- --check
+    cargo xtask lint-width
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Install nats-server, nats-py and jsonschema into the user cache.

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -282,7 +283,7 @@ def check_config(edgepool: str, c: dict) -> tuple[dict | None, list[str], list[s
 def parse_check(stdout: str) -> dict:
     head, _, body = stdout.partition("\n")
     assert head.strip() == "configuration OK", stdout
-    return json.loads(body)
+    return tomllib.loads(body)
 
 
 def listen_port(addr: str | None) -> int | None:
@@ -312,8 +313,9 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
                 continue
             role = c.get("args", [None])[0]
             # The flags and variables the manifest sets must show up in the resolved config.
-            if cfg["nats"]["url"] != container_env(c).get("EDGEPOOL_NATS_URL"):
-                problems.append(f"{ident(w)}: nats.url resolved to {cfg['nats']['url']}")
+            # TOML has no null: a key that is not set is absent from the --check output.
+            if cfg["nats"].get("url") != container_env(c).get("EDGEPOOL_NATS_URL"):
+                problems.append(f"{ident(w)}: nats.url resolved to {cfg['nats'].get('url')}")
             # Each role's inbox prefix is the one nats/auth.conf grants its user (docs/security.md).
             want_inbox = INBOX_PREFIX.get(role)
             if cfg["nats"]["inbox_prefix"] != want_inbox:

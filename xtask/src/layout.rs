@@ -33,7 +33,11 @@ pub fn run(root: &Path) -> Result<()> {
         }
     }
     let ours: Vec<&&str> = linked.iter().filter(|c| c.starts_with("edgepool")).collect();
-    println!("edgepool links {} crates; ours: {}", linked.len(), ours.iter().map(|c| **c).collect::<Vec<_>>().join(", "));
+    println!(
+        "edgepool links {} crates; ours: {}",
+        linked.len(),
+        ours.iter().map(|c| **c).collect::<Vec<_>>().join(", ")
+    );
 
     let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))?
         .filter_map(|e| e.ok().map(|e| e.path().join("src")))

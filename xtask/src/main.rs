@@ -7,6 +7,8 @@
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
 //! - `cargo xtask layout`  the shipped binary links no benchmark code; no import circles
+//! - `cargo xtask lint-width`  fail on any `.rs` line in crates/, xtask/, fuzz/ over rustfmt's
+//!   max_width (rustfmt does not wrap long strings or comments)
 
 use std::env;
 use std::ffi::OsString;
@@ -16,6 +18,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result, bail};
 
 mod layout;
+mod width;
 
 /// Pinned tool versions (PyPI).
 const TOOLS: &[&str] =
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("layout") => layout::run(&root()),
+        Some("lint-width") => width::lint(&root()),
         Some("-h" | "--help" | "help") | None => {
             println!(
                 "{}",

@@ -104,4 +104,3 @@ pub(crate) async fn capacity(
     cluster.shutdown().await;
     Ok((m - 1) as f64 / (last - first).as_secs_f64())
 }
-

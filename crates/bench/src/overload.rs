@@ -7,13 +7,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use async_nats::jetstream::consumer;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use edgepool_camera::{Publisher, PublisherConfig};
-use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{Engine, WorkerConfig};
 
@@ -180,7 +178,12 @@ pub fn run(global: &Global, args: OverloadArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"workers": args.workers, "capacities": caps, "stale_after_s": args.stale_after.as_secs_f64(), "rows": rows})
+            serde_json::json!({
+                "workers": args.workers,
+                "capacities": caps,
+                "stale_after_s": args.stale_after.as_secs_f64(),
+                "rows": rows
+            })
         );
     } else {
         let sum: f64 = caps.iter().sum();

@@ -57,4 +57,3 @@ pub struct OverflowRun {
     pub pull_over_rr: f64,
     pub run: Run,
 }
-

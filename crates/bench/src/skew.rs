@@ -4,7 +4,6 @@
 //! an L4 load balancer in front of the devices does. Pull should reach the sum of the devices'
 //! standalone capacities; round-robin should come out near N x the slowest.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,12 +11,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::consumer;
 use bytes::Bytes;
-use serde::Serialize;
 
-use edgepool_camera::{Frame, Publisher, PublisherConfig};
 use edgepool_nats::{DETECTORS, FRAMES};
-use edgepool_wire::{CameraId, ContentType};
-use edgepool_worker::{Engine, WorkerConfig};
+use edgepool_wire::ContentType;
+use edgepool_worker::Engine;
 
 use edgepool::config::Overrides;
 use edgepool::{Global, load_config};

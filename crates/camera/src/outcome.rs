@@ -17,4 +17,3 @@ pub enum AckResult {
     Duplicate,
     Failed,
 }
-

@@ -198,7 +198,7 @@ impl Publisher {
         if frame.payload.is_empty() {
             return Err(PublishError::Empty);
         }
-        let max = usize::try_from(self.js.client().server_info().max_payload).unwrap_or(usize::MAX);
+        let max = self.js.client().server_info().max_payload;
         if max > 0 && frame.payload.len() > max {
             return Err(PublishError::TooLarge { size: frame.payload.len(), max });
         }
@@ -262,7 +262,13 @@ impl Publisher {
                 match ack {
                     Ok(Ok(ack)) if ack.duplicate => return Outcome { seq, result: AckResult::Duplicate, retries },
                     Ok(Ok(ack)) => {
-                        tracing::debug!(%subject, %seq, stream_seq = ack.sequence, traceparent = traceparent.as_deref().unwrap_or(""), "frame stored");
+                        tracing::debug!(
+                            %subject,
+                            %seq,
+                            stream_seq = ack.sequence,
+                            traceparent = traceparent.as_deref().unwrap_or(""),
+                            "frame stored"
+                        );
                         return Outcome { seq, result: AckResult::Stored, retries };
                     }
                     Ok(Err(e)) => tracing::debug!(%e, %seq, "publish not acked, retrying"),

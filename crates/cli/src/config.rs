@@ -126,6 +126,17 @@ impl Overrides {
         self.set(key, value.map(|p| p.to_string_lossy().into_owned()))
     }
 
+    /// True when no flag set a key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The keys set, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+
     /// Appends `other`'s overrides (they win over earlier ones).
     pub fn extend(&mut self, other: &Self) {
         self.0.extend(other.0.iter().cloned());

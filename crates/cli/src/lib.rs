@@ -117,13 +117,37 @@ pub enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
+impl Command {
+    /// The config keys this command's flags set: only flags actually given. A flag's default
+    /// belongs in the config structs, or it would silently beat the file and the environment.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        match self {
+            Self::Detect(a) => a.overrides(),
+            Self::Camera(a) => a.overrides(),
+            Self::Worker(a) => a.overrides(),
+            Self::Sink(a) => a.overrides(),
+            Self::Demo(a) => a.overrides(),
+            _ => Overrides::default(),
+        }
+    }
+}
+
 /// Loads the layered configuration with this command's flags on top.
 pub fn load_config(global: &Global, flags: &Overrides) -> anyhow::Result<Config> {
-    let mut o = Overrides::default();
-    global.overrides(&mut o);
-    let mut all = o;
+    load_config_from(global, flags, std::env::vars())
+}
+
+/// [`load_config`] with the environment given (tests pass a fixed list).
+pub fn load_config_from(
+    global: &Global,
+    flags: &Overrides,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Config> {
+    let mut all = Overrides::default();
+    global.overrides(&mut all);
     all.extend(flags);
-    config::load(global.config.as_deref(), std::env::vars(), &all)
+    config::load(global.config.as_deref(), env, &all)
 }
 
 /// Parses the command line, runs the subcommand, and maps errors to an exit code.
@@ -136,7 +160,7 @@ pub fn main() -> ExitCode {
         alloc::tune_by_reexec();
     }
     let result = match cli.command {
-        Command::Detect(args) => cmd::detect::run(args),
+        Command::Detect(args) => cmd::detect::run(&cli.global, args),
         Command::Bench(_) => cmd::bench::run(),
         Command::MetricsDoc => {
             print!("{}", edgepool_runtime::metrics::markdown());
@@ -163,9 +187,9 @@ pub fn main() -> ExitCode {
 
 /// For `--check`: prints the effective configuration and exits successfully.
 pub fn print_check(cfg: &Config) -> ExitCode {
-    match toml_text(cfg) {
+    match check_text(cfg) {
         Ok(t) => {
-            println!("configuration OK\n{t}");
+            print!("{t}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -175,6 +199,144 @@ pub fn print_check(cfg: &Config) -> ExitCode {
     }
 }
 
+/// What `--check` prints: a first line `configuration OK`, then the effective configuration as
+/// TOML (a valid `--config` file; secrets print as `<redacted>`).
+fn check_text(cfg: &Config) -> anyhow::Result<String> {
+    Ok(format!("configuration OK\n{}\n", toml_text(cfg)?))
+}
+
 fn toml_text(cfg: &Config) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(cfg)?)
+    Ok(toml::to_string_pretty(cfg)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Cli {
+        Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    /// Loads the configuration as `main` would for this command line, with `file` and `env`.
+    fn load(argv: &[&str], file: Option<&std::path::Path>, env: Vec<(String, String)>) -> Config {
+        let mut argv = argv.to_vec();
+        let shown;
+        if let Some(f) = file {
+            shown = f.display().to_string();
+            argv.splice(1..1, ["--config", shown.as_str()]);
+        }
+        let cli = parse(&argv);
+        load_config_from(&cli.global, &cli.command.overrides(), env).unwrap_or_else(|e| panic!("{argv:?}: {e:#}"))
+    }
+
+    #[test]
+    fn commands_without_flags_set_no_config_key() {
+        for argv in [
+            &["edgepool", "sink"][..],
+            &["edgepool", "worker"],
+            &["edgepool", "demo"],
+            &["edgepool", "detect", "photo.jpg"],
+            &["edgepool", "setup"],
+            &["edgepool", "watch"],
+            &["edgepool", "status"],
+            &["edgepool", "top"],
+            &["edgepool", "model", "list"],
+        ] {
+            let o = parse(argv).command.overrides();
+            assert!(o.is_empty(), "{argv:?}: defaults override config keys {:?}", o.keys().collect::<Vec<_>>());
+        }
+    }
+
+    /// Every config key that also has a flag: its file and env values survive when the flag is
+    /// not given, and the flag wins when it is.
+    #[test]
+    fn file_and_env_values_survive_absent_flags() {
+        type Get = fn(&Config) -> String;
+        let cases: &[(&[&str], &str, &str, &str, &str, Get)] = &[
+            (
+                &["edgepool", "sink"],
+                "[sink]\nlisten = \"0.0.0.0:7001\"\n",
+                "EDGEPOOL_SINK_LISTEN",
+                "0.0.0.0:7002",
+                "--listen=0.0.0.0:7003",
+                |c| format!("{:?}", c.sink.listen),
+            ),
+            (&["edgepool", "demo"], "[worker]\nslots = 3\n", "EDGEPOOL_WORKER_SLOTS", "4", "--slots=5", |c| {
+                c.worker.slots.to_string()
+            }),
+            (
+                &["edgepool", "demo"],
+                "[detector]\nthreads = 3\n",
+                "EDGEPOOL_DETECTOR_THREADS",
+                "4",
+                "--threads=5",
+                |c| c.detector.threads.to_string(),
+            ),
+            (
+                &["edgepool", "detect", "photo.jpg"],
+                "[detector]\nthreads = 3\n",
+                "EDGEPOOL_DETECTOR_THREADS",
+                "4",
+                "--threads=5",
+                |c| c.detector.threads.to_string(),
+            ),
+            (
+                &["edgepool", "detect", "photo.jpg"],
+                "[detector]\nscore_threshold = 0.25\n",
+                "EDGEPOOL_DETECTOR_SCORE_THRESHOLD",
+                "0.75",
+                "--threshold=0.125",
+                |c| c.detector.score_threshold.to_string(),
+            ),
+            (&["edgepool", "worker"], "[worker]\nslots = 3\n", "EDGEPOOL_WORKER_SLOTS", "4", "--slots=5", |c| {
+                c.worker.slots.to_string()
+            }),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (argv, toml, var, value, flag, get)) in cases.iter().enumerate() {
+            let file = dir.path().join(format!("{i}.toml"));
+            std::fs::write(&file, toml).unwrap();
+            let from_file = get(&load(argv, Some(&file), env(&[])));
+            let from_env = get(&load(argv, Some(&file), env(&[(var, value)])));
+            let default = get(&load(argv, None, env(&[])));
+            let flagged = get(&load(&[*argv, &[*flag]].concat(), Some(&file), env(&[(var, value)])));
+            let want_file = get(&config::load(Some(&file), env(&[]), &Overrides::default()).unwrap());
+            let want_env = get(&config::load(None, env(&[(var, value)]), &Overrides::default()).unwrap());
+            assert_eq!(from_file, want_file, "{argv:?}: the file's value of {var} was overridden");
+            assert_eq!(from_env, want_env, "{argv:?}: {var} was overridden");
+            assert_ne!(from_file, default, "{argv:?}: the test file must change {var}");
+            assert_ne!(flagged, from_env, "{argv:?}: {flag} must beat file and env");
+        }
+    }
+
+    #[test]
+    fn check_prints_toml_that_round_trips_with_secrets_redacted() {
+        let secret = "hunter2-check";
+        let cfg = config::load(
+            None,
+            env(&[
+                ("EDGEPOOL_NATS_PASSWORD", secret),
+                ("EDGEPOOL_WORKER_SLOTS", "3"),
+                ("EDGEPOOL_SINK_LISTEN", "0.0.0.0:9"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let text = check_text(&cfg).unwrap();
+        let body = text.strip_prefix("configuration OK\n").unwrap_or_else(|| panic!("first line:\n{text}"));
+        assert!(!text.contains(secret), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+        let table: toml::Table = toml::from_str(body).unwrap_or_else(|e| panic!("not TOML: {e}\n{body}"));
+        assert_eq!(table["worker"]["slots"].as_integer(), Some(3), "{body}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("check.toml");
+        std::fs::write(&file, body).unwrap();
+        let back = config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&cfg).unwrap(), "{body}");
+    }
 }

@@ -10,7 +10,8 @@ use thiserror::Error;
 pub enum LoadError {
     /// No file at the model path: it has not been fetched yet.
     #[error(
-        "no model at {}: run `cargo xtask model` (or `python3 tools/model/fetch_model.py`) once to download and convert it",
+        "no model at {}: run `cargo xtask model` (or `python3 tools/model/fetch_model.py`) once to download and \
+         convert it",
         path.display()
     )]
     Missing { path: PathBuf },

@@ -43,7 +43,8 @@ fn preprocessing_matches_committed_tensor() {
         let bytes: Vec<u8> = tensor.iter().map(|&v| v as u8).collect();
         std::fs::write(golden("grace_hopper_input.u8"), bytes).unwrap();
         panic!(
-            "blessed testdata/golden/grace_hopper_input.u8; now run tools/model/golden.py make and re-run without EDGEPOOL_BLESS"
+            "blessed testdata/golden/grace_hopper_input.u8; now run tools/model/golden.py make and re-run without \
+             EDGEPOOL_BLESS"
         );
     }
     let want = committed_input();

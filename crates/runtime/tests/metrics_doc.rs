@@ -29,6 +29,7 @@ fn metrics_doc_matches_the_catalog() {
             )
         });
     panic!(
-        "docs/metrics.md is out of date with crates/runtime/src/metrics.rs; regenerate it with\n    {REGENERATE}\nfirst difference at {first}"
+        "docs/metrics.md is out of date with crates/runtime/src/metrics.rs; regenerate it with\n    {REGENERATE}\n\
+         first difference at {first}"
     );
 }

@@ -36,12 +36,16 @@ pub struct SinkConfig {
     /// Append every unique result as one JSON line to this file.
     pub jsonl: Option<PathBuf>,
     /// Address of /metrics, /healthz, /readyz and /events.
-    pub listen: Option<std::net::SocketAddr>,
+    pub listen: std::net::SocketAddr,
 }
+
+/// The sink's default HTTP address: local only; a deployment sets `0.0.0.0:9090`.
+pub const DEFAULT_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { durable: "sink".into(), replay: false, jsonl: None, listen: None }
+        Self { durable: "sink".into(), replay: false, jsonl: None, listen: DEFAULT_LISTEN }
     }
 }
 
@@ -173,10 +177,10 @@ impl Sink {
                     }
                     Err(_) => tracing::debug!("result ack timed out; it will be redelivered and deduplicated"),
                 }
-                if messages_idle(&msg) {
-                    if let Some(w) = jsonl.as_mut() {
-                        let _ = w.flush().await;
-                    }
+                if messages_idle(&msg)
+                    && let Some(w) = jsonl.as_mut()
+                {
+                    let _ = w.flush().await;
                 }
             }
         }
@@ -249,7 +253,7 @@ async fn events(
         loop {
             match rx.recv().await {
                 Ok(item) if camera.as_ref().is_none_or(|c| *c == item.camera) => {
-                    let ev = Event::default().event("result").data(item.json.to_string());
+                    let ev = Event::default().event("result").data(&item.json);
                     return Some((Ok(ev), (rx, camera)));
                 }
                 Ok(_) => {}

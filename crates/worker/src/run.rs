@@ -89,7 +89,7 @@ impl Worker {
         let max_deliver = consumer.cached_info().config.max_deliver;
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
-        let max_payload = usize::try_from(js.client().server_info().max_payload).unwrap_or(usize::MAX);
+        let max_payload = js.client().server_info().max_payload;
         let js_for_registry = js.clone();
         let ctx = Arc::new(Ctx { js, id, engine, cfg, metrics, max_deliver, counts: Counts::default(), max_payload });
         let registry = match js_for_registry.get_key_value(edgepool_wire::fleet::BUCKET).await {
@@ -138,7 +138,13 @@ impl Worker {
             naks: c.naks.load(Ordering::Relaxed),
             busy_seconds: c.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
         };
-        tracing::info!(worker = %ctx.id, ok = report.ok, errors = report.errors, stale = report.stale, "worker stopped");
+        tracing::info!(
+            worker = %ctx.id,
+            ok = report.ok,
+            errors = report.errors,
+            stale = report.stale,
+            "worker stopped"
+        );
         report
     }
 }
@@ -251,7 +257,12 @@ async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, slot: usize, shutdown:
             Err(payload) => {
                 runner = None;
                 let why = format!("processing panicked: {}", panic_message(payload.as_ref()));
-                tracing::error!(worker = %ctx.id, slot, error = %why, "a frame's processing panicked; the slot carries on");
+                tracing::error!(
+                    worker = %ctx.id,
+                    slot,
+                    error = %why,
+                    "a frame's processing panicked; the slot carries on"
+                );
                 after_panic(&ctx, &msg, &why).await
             }
         };

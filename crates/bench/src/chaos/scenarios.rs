@@ -81,20 +81,37 @@ impl Scenario {
         let z = Size::of(self, quick);
         match self {
             Self::WorkerCrash => format!(
-                "{} frames at {} fps into 2 one-slot workers; kill -9 a busy worker every {:?} ({} times), a replacement starts at once",
+                "{} frames at {} fps into 2 one-slot workers; kill -9 a busy worker every {:?} ({} times), \
+                 a replacement starts at once",
                 z.frames, z.fps, z.every, z.faults
             ),
-            Self::BrokerKill => format!("{} frames at {} fps; kill -9 nats-server after {:?}, down {:?}, restart", z.frames, z.fps, z.at, z.down),
-            Self::BrokerRestart => format!("{} frames at {} fps; SIGTERM nats-server after {:?}, down {:?}, restart", z.frames, z.fps, z.at, z.down),
-            Self::Cluster => format!("3-node cluster, R3 streams; {} frames at {} fps; kill -9 the FRAMES leader after {:?}", z.frames, z.fps, z.at),
+            Self::BrokerKill => format!(
+                "{} frames at {} fps; kill -9 nats-server after {:?}, down {:?}, restart",
+                z.frames, z.fps, z.at, z.down
+            ),
+            Self::BrokerRestart => format!(
+                "{} frames at {} fps; SIGTERM nats-server after {:?}, down {:?}, restart",
+                z.frames, z.fps, z.at, z.down
+            ),
+            Self::Cluster => format!(
+                "3-node cluster, R3 streams; {} frames at {} fps; kill -9 the FRAMES leader after {:?}",
+                z.frames, z.fps, z.at
+            ),
             Self::CameraOffline => format!(
                 "camera at {} fps, max 8 in flight; broker killed after {:?} for {:?}, then back",
                 z.fps, z.at, z.down
             ),
-            Self::BadInput => format!("{} malformed frames interleaved with {} good ones into one worker", z.faults, z.frames),
+            Self::BadInput => {
+                format!("{} malformed frames interleaved with {} good ones into one worker", z.faults, z.frames)
+            }
             Self::Drain => format!("{} frames at {} fps into 2 workers; SIGTERM one after {:?}", z.frames, z.fps, z.at),
-            Self::Sync => "raw publish throughput (64 in flight, 100 KB) at sync_interval always, 2s, 2m; kill -9 + restart each".into(),
-            Self::Soak => "~70 % of measured fleet capacity; kill -9 a worker every minute (one worker never killed: its RSS drift)".into(),
+            Self::Sync => {
+                "raw publish throughput (64 in flight, 100 KB) at sync_interval always, 2s, 2m; kill -9 + restart each"
+                    .into()
+            }
+            Self::Soak => "~70 % of measured fleet capacity; kill -9 a worker every minute \
+                 (one worker never killed: its RSS drift)"
+                .into(),
             Self::All => "every scenario".into(),
         }
     }
@@ -231,7 +248,8 @@ impl ScenarioReport {
 #[must_use]
 pub fn table(reports: &[ScenarioReport]) -> String {
     let mut s = String::from(
-        "| scenario | what was done | frames | acked | results | dead letters | lost | duplicates | redelivered | recovery | verdict |\n\
+        "| scenario | what was done | frames | acked | results | dead letters | lost | duplicates | redelivered | \
+         recovery | verdict |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in reports {

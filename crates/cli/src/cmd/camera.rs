@@ -134,13 +134,21 @@ pub fn default_start_seq() -> u64 {
         .unwrap_or(1)
 }
 
-pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = Overrides::default();
-    flags.set("publisher.max_in_flight", args.max_in_flight.map(|v| v as u64));
-    if args.fps.is_some() {
-        flags.set("publisher.drop_when_full", Some(true));
+impl CameraArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags.set("publisher.max_in_flight", self.max_in_flight.map(|v| v as u64));
+        if self.fps.is_some() {
+            flags.set("publisher.drop_when_full", Some(true));
+        }
+        flags
     }
-    let cfg = load_config(global, &flags)?;
+}
+
+pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &args.overrides())?;
     let camera = CameraId::new(args.camera.clone()).context("--camera")?;
     let images = super::load_images(&args.source)?;
     if global.check {
@@ -189,7 +197,8 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::json!({"camera": camera, "stats": stats, "seconds": secs}));
         } else {
             println!(
-                "camera {camera}: published {} · acked {} · duplicates {} · failed {} · dropped {} · retries {} · {:.1} frames/s",
+                "camera {camera}: published {} · acked {} · duplicates {} · failed {} · dropped {} · retries {} · \
+                 {:.1} frames/s",
                 stats.published,
                 stats.acked,
                 stats.duplicates,

@@ -49,12 +49,12 @@ pub struct DemoArgs {
     /// offer about 70 % of the workers' measured capacity (the progress line shows both).
     #[arg(long)]
     pub fps: Option<f64>,
-    /// Inference slots per worker.
-    #[arg(long, default_value_t = 1)]
-    pub slots: usize,
-    /// Threads per inference.
-    #[arg(long, default_value_t = 1)]
-    pub threads: usize,
+    /// Inference slots per worker [default: `worker.slots`, 1].
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Threads per inference [default: `detector.threads`, 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Folder of photos the cameras replay. Default: the six test photos built into the binary,
     /// so the demo runs from any directory and in the container image.
     #[arg(long, alias = "source")]
@@ -99,8 +99,28 @@ pub struct DemoSummary {
     pub peak_rss_mib: Option<f64>,
 }
 
+impl DemoArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags.set("worker.slots", self.slots.map(|v| v as u64)).set("detector.threads", self.threads.map(|v| v as u64));
+        flags
+    }
+}
+
+/// After a shutdown signal the demo waits at most this long for outstanding results.
+const SETTLE_AFTER_SIGNAL: Duration = Duration::from_secs(5);
+
+/// Whether the demo stops waiting for outstanding results (once the cameras are done): every
+/// acknowledged frame has its result, the `--settle` deadline passed, or a shutdown signal came
+/// more than [`SETTLE_AFTER_SIGNAL`] ago.
+fn settled(now: Instant, deadline: Instant, signalled_at: Option<Instant>, results: u64, acked: u64) -> bool {
+    results >= acked || now > deadline || signalled_at.is_some_and(|t| now > t + SETTLE_AFTER_SIGNAL)
+}
+
 pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let cfg = load_config(global, &Overrides::default())?;
+    let cfg = load_config(global, &args.overrides())?;
     anyhow::ensure!(!args.workers.is_empty(), "--workers needs at least one slowdown factor");
     anyhow::ensure!(args.cameras >= 1, "--cameras must be at least 1");
     if let Some(fps) = args.fps {
@@ -115,9 +135,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(print_check(&cfg));
     }
     let model_path = cfg.model.resolved_path();
-    let mut detector = cfg.detector.clone();
-    detector.threads = args.threads;
-    let engine = super::worker::load_engine(&model_path, &detector)?;
+    let engine = super::worker::load_engine(&model_path, &cfg.detector)?;
 
     app::run_with(cfg, "warn", |ctx| async move {
         let (cfg, shutdown) = (&ctx.cfg, ctx.shutdown.clone());
@@ -131,7 +149,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let (engine, images) = (engine.clone(), images.clone());
             tokio::task::spawn_blocking(move || measure_frame_time(&engine, &images)).await??
         };
-        let capacity = fleet_capacity(frame_time, &args.workers, args.slots, args.threads, cores());
+        let capacity = fleet_capacity(frame_time, &args.workers, cfg.worker.slots, cfg.detector.threads, cores());
         let fps = args.fps.unwrap_or_else(|| fitted_fps(capacity, args.cameras));
         let offered = fps * args.cameras as f64;
         // Broker (embedded unless --nats-url), setup, sink.
@@ -159,7 +177,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         for (i, slowdown) in args.workers.iter().enumerate() {
             let id = format!("w{}-{ARCH}-x{slowdown}", i + 1).replace('.', "_");
             let registry = prometheus::Registry::new();
-            let wcfg = WorkerConfig { slots: args.slots, slowdown: *slowdown, ..cfg.worker.clone() };
+            let wcfg = WorkerConfig { slowdown: *slowdown, ..cfg.worker.clone() };
             cluster.add_worker(&id, wcfg, engine.clone(), &registry).await?;
             let ready = Readiness::default();
             ready.set(true);
@@ -248,7 +266,11 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut cam_stats = Vec::new();
         let mut cams = cameras.into_iter().map(Some).collect::<Vec<_>>();
         let mut settle_deadline: Option<Instant> = None;
+        let mut signalled_at: Option<Instant> = None;
         loop {
+            if shutdown.is_cancelled() {
+                signalled_at.get_or_insert_with(Instant::now);
+            }
             let s = stats.summary();
             let n_acked = acked.lock().map(|a| a.len()).unwrap_or(0) as u64;
             let per: Vec<String> = s.per_worker.iter().map(|(w, l)| format!("{w} {}", l.results)).collect();
@@ -274,10 +296,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let cams_done = cams.iter().all(Option::is_none);
             if cams_done {
                 let deadline = *settle_deadline.get_or_insert_with(|| Instant::now() + args.settle);
-                if s.results >= n_acked
-                    || Instant::now() > deadline
-                    || shutdown.is_cancelled() && Instant::now() > deadline.min(Instant::now() + Duration::from_secs(5))
-                {
+                if settled(Instant::now(), deadline, signalled_at, s.results, n_acked) {
                     break;
                 }
             }
@@ -490,5 +509,22 @@ mod tests {
         let photos = builtin_photos();
         assert_eq!(photos.len(), BUILTIN_PHOTOS.len());
         assert!(photos.iter().all(|(_, _, b)| b.len() > 1000));
+    }
+
+    #[test]
+    fn settle_stops_five_seconds_after_a_signal() {
+        let t0 = Instant::now();
+        let deadline = t0 + Duration::from_secs(60);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(!settled(at(1), deadline, None, 3, 10), "no signal: wait for results");
+        assert!(settled(at(61), deadline, None, 3, 10), "the settle deadline ends the wait");
+        assert!(settled(at(1), deadline, Some(at(0)), 10, 10), "all results in");
+
+        let signal = Some(at(10));
+        assert!(!settled(at(14), deadline, signal, 3, 10), "within 5 s of the signal");
+        assert!(settled(at(16), deadline, signal, 3, 10), "5 s after the signal, not the whole --settle");
+
+        let short = at(12);
+        assert!(settled(at(13), short, signal, 3, 10), "a sooner settle deadline still wins");
     }
 }

@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use edgepool_detector::{Detection, DetectorConfig, Model, Output, default_model_path};
+use edgepool_detector::{Detection, Model, Output};
 use serde::Serialize;
+
+use crate::config::Overrides;
+use crate::{Global, load_config, print_check};
 
 /// Run the detector on image files (no NATS needed).
 ///
@@ -26,9 +29,10 @@ pub struct DetectArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Report only detections scoring at least this (0..1).
-    #[arg(long, value_name = "T", default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Report only detections scoring at least this (0..1) [default: `detector.score_threshold`,
+    /// 0.5].
+    #[arg(long, value_name = "T")]
+    pub threshold: Option<f32>,
 
     /// Also write a PNG copy of each image with boxes, labels and scores drawn into DIR
     /// (created if missing), named after the image.
@@ -41,9 +45,9 @@ pub struct DetectArgs {
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
 
-    /// Threads per inference (intra-op parallelism).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub threads: usize,
+    /// Threads per inference (intra-op parallelism) [default: `detector.threads`, 1].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 /// One line of `--json` output.
@@ -55,10 +59,25 @@ struct JsonLine<'a> {
     detections: &'a [Detection],
 }
 
-pub fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let cfg = DetectorConfig { threads: args.threads, score_threshold: args.threshold, ..Default::default() };
-    let model_path = args.model.clone().unwrap_or_else(default_model_path);
-    let model = Model::load(&model_path, &cfg)?;
+impl DetectArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags
+            .set("detector.score_threshold", self.threshold.map(f64::from))
+            .set("detector.threads", self.threads.map(|v| v as u64))
+            .path("model.path", self.model.as_deref());
+        flags
+    }
+}
+
+pub fn run(global: &Global, args: DetectArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(global, &args.overrides())?;
+    if global.check {
+        return Ok(print_check(&cfg));
+    }
+    let model = Model::load(&cfg.model.resolved_path(), &cfg.detector)?;
     let mut session = model.session();
     if let Some(dir) = &args.annotate {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -16,9 +16,10 @@ pub struct SinkArgs {
     /// Append every unique result as one JSON line to this file.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Serve /metrics, /healthz, /readyz and /events here.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub listen: SocketAddr,
+    /// Serve /metrics, /healthz, /readyz and /events here [default: `sink.listen`,
+    /// 127.0.0.1:9090].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
     /// Durable consumer name on DETECTIONS (sinks with the same name share the work).
     #[arg(long)]
     pub durable: Option<String>,
@@ -27,21 +28,28 @@ pub struct SinkArgs {
     pub replay: bool,
 }
 
-pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = Overrides::default();
-    flags
-        .path("sink.jsonl", args.jsonl.as_deref())
-        .set("sink.listen", Some(args.listen.to_string()))
-        .set("sink.durable", args.durable.clone());
-    if args.replay {
-        flags.set("sink.replay", Some(true));
+impl SinkArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags
+            .path("sink.jsonl", self.jsonl.as_deref())
+            .set("sink.listen", self.listen.map(|a| a.to_string()))
+            .set("sink.durable", self.durable.clone());
+        if self.replay {
+            flags.set("sink.replay", Some(true));
+        }
+        flags
     }
-    app::run(global, &flags, "info", |ctx| async move {
+}
+
+pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
+    app::run(global, &args.overrides(), "info", |ctx| async move {
         let registry = prometheus::Registry::new();
         let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
-        let addr = ctx.cfg.sink.listen.unwrap_or(args.listen);
-        let bound = ctx.serve(addr, router).await?;
+        let bound = ctx.serve(ctx.cfg.sink.listen, router).await?;
         eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
         let client = ctx.connect("edgepool-sink", true).await?;
         let js = async_nats::jetstream::new(client.clone());

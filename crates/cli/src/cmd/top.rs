@@ -68,8 +68,12 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
                 out.push_str("\x1b[2J\x1b[H");
             }
             out.push_str(&format!(
-                "edgepool top — {}   (q: Ctrl-C)\n\nqueue {} pending · {} held · {} idle pulls   in {:.2}/s   out {:.2}/s   capacity {:.2}/s\n",
-                edgepool_wire::frame::format_time(OffsetDateTime::now_utc()).unwrap_or_default().get(..19).unwrap_or(""),
+                "edgepool top — {}   (q: Ctrl-C)\n\n\
+                 queue {} pending · {} held · {} idle pulls   in {:.2}/s   out {:.2}/s   capacity {:.2}/s\n",
+                edgepool_wire::frame::format_time(OffsetDateTime::now_utc())
+                    .unwrap_or_default()
+                    .get(..19)
+                    .unwrap_or(""),
                 status.pending,
                 status.ack_pending,
                 status.waiting_pulls,

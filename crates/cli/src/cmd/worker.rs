@@ -86,18 +86,26 @@ pub async fn model_from_nats(
     Ok(Engine::Live(live))
 }
 
+impl WorkerArgs {
+    /// The config keys the given flags set.
+    #[must_use]
+    pub fn overrides(&self) -> Overrides {
+        let mut flags = Overrides::default();
+        flags
+            .set("worker.id", self.id.clone())
+            .set("worker.label", self.label.clone())
+            .set("worker.slots", self.slots.map(|v| v as u64))
+            .set("worker.slowdown", self.slowdown)
+            .set("worker.listen", self.listen.map(|a| a.to_string()))
+            .set("detector.threads", self.threads.map(|v| v as u64))
+            .path("model.path", self.model.as_deref())
+            .set("model.name", self.model_name.clone().map(String::from));
+        flags
+    }
+}
+
 pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let mut flags = Overrides::default();
-    flags
-        .set("worker.id", args.id.clone())
-        .set("worker.label", args.label.clone())
-        .set("worker.slots", args.slots.map(|v| v as u64))
-        .set("worker.slowdown", args.slowdown)
-        .set("worker.listen", args.listen.map(|a| a.to_string()))
-        .set("detector.threads", args.threads.map(|v| v as u64))
-        .path("model.path", args.model.as_deref())
-        .set("model.name", args.model_name.map(String::from));
-    let cfg = load_config(global, &flags)?;
+    let cfg = load_config(global, &args.overrides())?;
     if global.check {
         return Ok(print_check(&cfg));
     }

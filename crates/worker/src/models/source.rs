@@ -83,7 +83,12 @@ impl ModelSource {
                     return Ok(Fetched { path, sha256: expected, version, from_cache: true });
                 }
                 Ok((actual, _)) => {
-                    tracing::warn!(path = %path.display(), expected, actual, "cached model file is corrupt; downloading it again");
+                    tracing::warn!(
+                        path = %path.display(),
+                        expected,
+                        actual,
+                        "cached model file is corrupt; downloading it again"
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the cached model file; downloading it again"),
             }
@@ -123,7 +128,12 @@ impl ModelSource {
             return Err(ModelError::DigestMismatch { name: name.to_owned(), expected, actual });
         }
         tmp.persist(&path).map_err(|e| ModelError::Io { path: path.clone(), source: e.error })?;
-        tracing::info!(model = %version, bytes = size, seconds = started.elapsed().as_secs_f64(), "model downloaded and verified");
+        tracing::info!(
+            model = %version,
+            bytes = size,
+            seconds = started.elapsed().as_secs_f64(),
+            "model downloaded and verified"
+        );
         Ok(Fetched { path, sha256: expected, version, from_cache: false })
     }
 
@@ -239,14 +249,22 @@ impl HotSwap {
             Ok(f) if f.sha256 == self.sha256 => return,
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(error = %e, transient = e.is_transient(), "new model version refused; keeping the loaded one");
+                tracing::error!(
+                    error = %e,
+                    transient = e.is_transient(),
+                    "new model version refused; keeping the loaded one"
+                );
                 return;
             }
         };
         let model = match self.source.load(&fetched).await {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(error = %e, model = %fetched.version, "new model version does not load; keeping the loaded one");
+                tracing::error!(
+                    error = %e,
+                    model = %fetched.version,
+                    "new model version does not load; keeping the loaded one"
+                );
                 return;
             }
         };
