@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
 use edgepool_wire::nats::NatsConfig;
-use edgepool_worker::{ARCH, Engine, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
+use edgepool_worker::{ARCH, Infer, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
 
 use crate::embedded::{EmbeddedServer, find_server};
 
@@ -69,7 +69,7 @@ impl LocalCluster {
         &mut self,
         id: &str,
         cfg: WorkerConfig,
-        engine: Engine,
+        engine: impl Into<Arc<dyn Infer>>,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<()> {
         let metrics = WorkerMetrics::register(registry, id, ARCH)?;

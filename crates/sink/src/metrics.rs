@@ -31,7 +31,7 @@ impl SinkMetrics {
 
     /// Records one unique result. `e2e` is capture-to-sink latency in seconds, when known.
     pub fn record(&self, r: &ResultMessage, e2e: Option<f64>, now_unix: f64) {
-        self.results.with_label_values(&[&r.arch, &r.worker, &r.camera, r.status.as_str()]).inc();
+        self.results.with_label_values(&[&r.arch, r.worker.as_str(), r.camera.as_str(), r.status.as_str()]).inc();
         self.last.set(now_unix);
         if r.status != Status::Ok {
             return;

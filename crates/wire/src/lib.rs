@@ -20,4 +20,4 @@ pub mod nats;
 pub use detection::{BBox, BBoxError, Detection};
 pub use frame::{ContentType, FrameError, FrameMeta, TimeOutOfRange, header};
 pub use ids::{CameraId, FrameSeq, IdError, WorkerId, msg_id};
-pub use result::{ErrorInfo, ResultMessage, SCHEMA_VERSION, Status, Timings};
+pub use result::{ErrorInfo, ErrorKind, ResultCamera, ResultMessage, SCHEMA_VERSION, Status, Timings};

@@ -167,7 +167,7 @@ pub fn run(global: &Global, args: OverloadArgs) -> anyhow::Result<ExitCode> {
     };
     let mut det = cfg.detector.clone();
     det.threads = 1;
-    let engine = super::worker::load_engine(&cfg.model.resolved_path(), &det)?;
+    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
     let photos = super::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
     let (caps, rows) = runtime()?.block_on(async {
         let mut caps = Vec::new();

@@ -281,7 +281,7 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
     };
     let mut det = cfg.detector.clone();
     det.threads = 1;
-    let engine = super::worker::load_engine(&cfg.model.resolved_path(), &det)?;
+    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
     let photos = super::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
 
     let report = runtime()?.block_on(async {

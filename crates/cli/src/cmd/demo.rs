@@ -111,7 +111,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     let model_path = cfg.model.resolved_path();
     let mut detector = cfg.detector.clone();
     detector.threads = args.threads;
-    let engine = super::worker::load_engine(&model_path, &detector)?;
+    let engine = edgepool_worker::load_engine(&model_path, &detector)?;
 
     runtime()?.block_on(async move {
         let shutdown = super::shutdown_on_signals();
