@@ -50,7 +50,7 @@ impl SinkMetrics {
             self.stage.with_label_values(&[&r.arch, stage]).observe(v / 1e3);
         }
         for d in &r.detections {
-            self.detections.with_label_values(&[&r.camera, &d.label]).inc();
+            self.detections.with_label_values(&[r.camera.as_str(), d.label.as_str()]).inc();
         }
     }
 }

@@ -68,6 +68,7 @@ impl Drain {
         self.expired.cancel();
     }
 
+    #[cfg(test)]
     pub fn is_expired(&self) -> bool {
         self.expired.is_cancelled()
     }

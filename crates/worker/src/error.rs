@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// A worker setting serde cannot check; each names its key.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error("worker.slots must be 1..=64, got {0}")]
     Slots(usize),

@@ -141,9 +141,9 @@ pub(crate) fn classify(e: &DetectError) -> Result<Verdict, Failure> {
         DetectError::UnsupportedFormat => poison(ErrorKind::UnsupportedFormat),
         DetectError::Corrupt(_) => poison(ErrorKind::Corrupt),
         DetectError::InputShape { .. } => poison(ErrorKind::InputShape),
-        DetectError::NoImage | DetectError::Inference(_) => {
-            Err(Failure { reason: RetryReason::InferenceFailed, message: e.to_string() })
-        }
+        // A variant added to the detector later: bad input is still poison, kept as corrupt.
+        _ if e.is_poison() => poison(ErrorKind::Corrupt),
+        _ => Err(Failure { reason: RetryReason::InferenceFailed, message: e.to_string() }),
     }
 }
 
@@ -299,7 +299,7 @@ mod tests {
 
     fn taken(after_capture: time::Duration) -> Freshness {
         let mut env = parse("frames.cam-1", &good_headers(), JPEG);
-        let meta = env.meta.clone().unwrap();
+        let meta = env.meta.as_ref().unwrap().clone();
         env.taken_at = meta.captured_at + after_capture;
         freshness(&env, &meta, STALE_AFTER, MAX_SKEW)
     }

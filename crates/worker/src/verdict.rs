@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(v.outcome(), Outcome::Done);
         let r = result(v);
         assert_eq!((r.status, r.model.as_str(), r.width, r.height), (Status::Ok, "m@sha256:1", 4, 3));
-        assert_eq!((r.error, r.timings.total_ms), (None, 9.0));
+        assert_eq!((&r.error, r.timings.total_ms), (&None, 9.0));
         assert_eq!((r.camera.as_str(), r.seq, r.msg_id().as_str()), ("cam-1", Some(42), "cam-1-42"));
         assert_eq!((r.worker.as_str(), r.device_label.as_deref(), r.slowdown), ("w1", Some("pi4"), 2.0));
         assert!(r.traceparent.is_some());

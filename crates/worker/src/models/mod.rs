@@ -9,12 +9,7 @@
 mod push;
 mod source;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use async_nats::jetstream::{self, object_store::ObjectStore};
 
