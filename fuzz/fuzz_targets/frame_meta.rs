@@ -44,12 +44,12 @@ fuzz_target!(|data: &[u8]| {
     // (a serialization error there would turn a valid frame into a retry loop).
     let result = ResultMessage {
         schema_version: SCHEMA_VERSION,
-        camera: meta.camera.to_string(),
+        camera: meta.camera.clone().into(),
         seq: Some(meta.seq.0),
         stream_seq: 1,
         captured_at: Some(meta.captured_at),
         processed_at: time::OffsetDateTime::UNIX_EPOCH,
-        worker: "fuzz".into(),
+        worker: edgepool_wire::WorkerId::new("fuzz").expect("a valid worker id"),
         arch: "fuzz".into(),
         device_label: None,
         slowdown: 1.0,

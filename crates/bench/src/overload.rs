@@ -153,7 +153,7 @@ pub fn run(global: &Global, args: OverloadArgs) -> anyhow::Result<ExitCode> {
     };
     let mut det = cfg.detector.clone();
     det.threads = 1;
-    let engine = edgepool::cmd::worker::load_engine(&cfg.model.resolved_path(), &det)?;
+    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
     let photos =
         edgepool::cmd::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
     let (caps, rows) = runtime()?.block_on(async {

@@ -20,8 +20,9 @@ use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
 use edgepool_camera::{Frame, Publisher, PublisherConfig};
+use edgepool_detector::{DetectError, StageTimings};
 use edgepool_wire::{CameraId, ContentType};
-use edgepool_worker::{Engine, WorkerConfig};
+use edgepool_worker::{Engine, Infer, Inferred, Slot, WorkerConfig};
 
 use edgepool::config::Overrides;
 use edgepool::{Global, load_config};
@@ -157,7 +158,7 @@ async fn pipeline_pass_through(
     let mut cluster = LocalCluster::start(global_nats, &registry).await?;
     let raw = raw_baseline(&cluster.js, n, data.clone()).await?;
     let cfg = WorkerConfig { slots, ..WorkerConfig::default() };
-    cluster.add_worker("passthrough", cfg, Engine::pass_through_for_bench(), &registry).await?;
+    cluster.add_worker("passthrough", cfg, Arc::new(PassThrough::default()) as Arc<dyn Infer>, &registry).await?;
     // Several cameras, as in real life: FRAMES caps each camera's backlog (max_msgs_per_subject),
     // and one camera bursting thousands of frames would hit that safety net.
     let start = Instant::now();
@@ -189,6 +190,58 @@ async fn pipeline_pass_through(
     let fps = n as f64 / (done - start).as_secs_f64();
     cluster.shutdown().await;
     Ok((raw, fps))
+}
+
+/// The engine of the overhead benchmark: decodes nothing, detects nothing. It lives here, not
+/// in the worker crate, so no production build can select it.
+#[derive(Debug)]
+struct PassThrough {
+    version: Arc<str>,
+}
+
+impl Default for PassThrough {
+    fn default() -> Self {
+        Self { version: Arc::from("pass-through (benchmark only, no inference)") }
+    }
+}
+
+impl Infer for PassThrough {
+    fn version(&self) -> String {
+        self.version.to_string()
+    }
+
+    fn slot(&self, previous: Option<Box<dyn Slot>>) -> Box<dyn Slot> {
+        previous.unwrap_or_else(|| Box::new(PassThroughSlot { version: Arc::clone(&self.version) }))
+    }
+}
+
+#[derive(Debug)]
+struct PassThroughSlot {
+    version: Arc<str>,
+}
+
+impl Slot for PassThroughSlot {
+    fn version(&self) -> &Arc<str> {
+        &self.version
+    }
+
+    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
+        let start = Instant::now();
+        // Touch the bytes so the benchmark pays for reading the payload once.
+        let sum = payload.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+        std::hint::black_box(sum);
+        Ok(Inferred {
+            width: 0,
+            height: 0,
+            detections: Vec::new(),
+            timings: StageTimings {
+                decode: start.elapsed(),
+                preprocess: Duration::ZERO,
+                inference: Duration::ZERO,
+                postprocess: Duration::ZERO,
+            },
+        })
+    }
 }
 
 /// The detector alone: `cores` threads, one 1-thread session each, over the photos for `secs`.
@@ -261,7 +314,7 @@ pub fn run(global: &Global, args: PipelineArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut det = cfg.detector.clone();
         det.threads = 1;
-        let engine = edgepool::cmd::worker::load_engine(&cfg.model.resolved_path(), &det)?;
+        let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
         Some((engine, edgepool::cmd::load_images(&[std::path::PathBuf::from("testdata/photos")])?))
     };
     runtime()?.block_on(async {

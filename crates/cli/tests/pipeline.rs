@@ -128,7 +128,7 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
         assert!(kinds.iter().any(|k| k.starts_with(want)), "case {i}: no dead letter of kind {want}: {kinds:?}");
         let r = results
             .iter()
-            .find(|r| r.status == Status::Error && r.error.as_ref().unwrap().kind.starts_with(want))
+            .find(|r| r.status == Status::Error && r.error.as_ref().unwrap().kind.as_str().starts_with(want))
             .unwrap_or_else(|| panic!("case {i}: no error result of kind {want}"));
         assert!(r.detections.is_empty());
         let letter = letters

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_nats::NatsConfig;
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
-use edgepool_worker::{ARCH, Engine, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
+use edgepool_worker::{ARCH, Infer, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
 
 use crate::server::{Broker, BrokerOptions, find_server};
 
@@ -74,7 +74,7 @@ impl LocalCluster {
         &mut self,
         id: &str,
         cfg: WorkerConfig,
-        engine: Engine,
+        engine: impl Into<Arc<dyn Infer>>,
         registry: &prometheus::Registry,
     ) -> anyhow::Result<()> {
         let metrics = WorkerMetrics::register(registry, id, ARCH)?;

@@ -49,7 +49,7 @@ impl SinkMetrics {
 
     /// Records one unique result. `e2e` is capture-to-sink latency in seconds, when known.
     pub fn record(&self, r: &ResultMessage, e2e: Option<f64>, now_unix: f64) {
-        self.results.with_label_values(&[&r.arch, &r.worker, &r.camera, r.status.as_str()]).inc();
+        self.results.with_label_values(&[&r.arch, r.worker.as_str(), r.camera.as_str(), r.status.as_str()]).inc();
         if let Ok(mut w) = self.workers.lock() {
             for (worker, gone) in w.seen(r, now_unix) {
                 for (arch, camera, status) in gone {
@@ -76,7 +76,7 @@ impl SinkMetrics {
             self.stage.with_label_values(&[&r.arch, stage]).observe(v / 1e3);
         }
         for d in &r.detections {
-            self.detections.with_label_values(&[&r.camera, &d.label]).inc();
+            self.detections.with_label_values(&[r.camera.as_str(), d.label.as_str()]).inc();
         }
     }
 }
@@ -96,18 +96,19 @@ impl Workers {
     /// Notes that `r` arrived at `now` (Unix seconds) and returns the workers whose series must go.
     fn seen(&mut self, r: &ResultMessage, now: f64) -> Vec<(String, Series)> {
         let mut gone = Vec::new();
-        if !self.by_id.contains_key(&r.worker) && self.by_id.len() >= MAX_WORKERS {
+        let (worker, camera) = (r.worker.as_str(), r.camera.as_str());
+        if !self.by_id.contains_key(worker) && self.by_id.len() >= MAX_WORKERS {
             let oldest = self.by_id.iter().min_by(|a, b| a.1.0.total_cmp(&b.1.0)).map(|(id, _)| id.clone());
             gone.extend(oldest.and_then(|id| self.by_id.remove_entry(&id)).map(|(id, (_, s))| (id, s)));
         }
-        if !self.by_id.contains_key(&r.worker) {
-            self.by_id.insert(r.worker.clone(), (now, Series::new()));
+        if !self.by_id.contains_key(worker) {
+            self.by_id.insert(worker.to_owned(), (now, Series::new()));
         }
-        let Some((last, series)) = self.by_id.get_mut(&r.worker) else { return gone };
+        let Some((last, series)) = self.by_id.get_mut(worker) else { return gone };
         *last = now;
         let status = r.status.as_str();
-        if !series.iter().any(|(a, c, s)| *a == r.arch && *c == r.camera && *s == status) {
-            series.push((r.arch.clone(), r.camera.clone(), status));
+        if !series.iter().any(|(a, c, s)| *a == r.arch && c == camera && *s == status) {
+            series.push((r.arch.clone(), camera.to_owned(), status));
         }
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY_S;
@@ -204,8 +205,8 @@ mod tests {
     fn result(worker: &str, camera: &str) -> ResultMessage {
         let json = include_str!("../../../fuzz/regressions/result_json/float-ulp-drift.json");
         let mut r: ResultMessage = serde_json::from_str(json).unwrap();
-        r.worker = worker.into();
-        r.camera = camera.into();
+        r.worker = edgepool_wire::WorkerId::new(worker).unwrap();
+        r.camera = edgepool_wire::CameraId::new(camera).unwrap().into();
         r
     }
 

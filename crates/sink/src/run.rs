@@ -230,7 +230,7 @@ impl Sink {
                 tracing::error!(error = %e, "writing JSONL failed");
             }
         }
-        let _ = self.feed.send(FeedItem { camera: result.camera.clone(), json });
+        let _ = self.feed.send(FeedItem { camera: result.camera.to_string(), json });
     }
 }
 

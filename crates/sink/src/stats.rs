@@ -88,11 +88,11 @@ impl SinkStats {
             }
         }
         if g.keep_ids {
-            g.ids.push((r.camera.clone(), r.seq, r.status));
+            g.ids.push((r.camera.to_string(), r.seq, r.status));
         }
         let s = &mut g.summary;
         s.results += 1;
-        let w = s.per_worker.entry(r.worker.clone()).or_default();
+        let w = s.per_worker.entry(r.worker.to_string()).or_default();
         w.arch.clone_from(&r.arch);
         w.device_label.clone_from(&r.device_label);
         w.slowdown = r.slowdown;

@@ -8,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::ids::{CameraId, FrameSeq, IdError};
+use crate::result::ErrorKind;
 
 /// Subject prefix of frames: `frames.<camera>`.
 pub const FRAMES_PREFIX: &str = "frames";
@@ -110,18 +111,24 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// A stable snake_case name, used as the `kind` of error results and as a metric label.
+    /// The kind of error results and dead letters, and the metric label.
+    #[must_use]
+    pub fn error_kind(&self) -> ErrorKind {
+        match self {
+            Self::BadSubject(_) => ErrorKind::BadSubject,
+            Self::BadCamera(_) => ErrorKind::BadCameraId,
+            Self::MissingHeader(_) => ErrorKind::MissingHeader,
+            Self::BadHeader { .. } => ErrorKind::BadHeader,
+            Self::UnsupportedContentType(_) => ErrorKind::UnsupportedContentType,
+            Self::ContentTypeMismatch(_) => ErrorKind::ContentTypeMismatch,
+            Self::EmptyPayload => ErrorKind::EmptyPayload,
+        }
+    }
+
+    /// A stable snake_case name: [`FrameError::error_kind`] as a string.
     #[must_use]
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::BadSubject(_) => "bad_subject",
-            Self::BadCamera(_) => "bad_camera_id",
-            Self::MissingHeader(_) => "missing_header",
-            Self::BadHeader { .. } => "bad_header",
-            Self::UnsupportedContentType(_) => "unsupported_content_type",
-            Self::ContentTypeMismatch(_) => "content_type_mismatch",
-            Self::EmptyPayload => "empty_payload",
-        }
+        self.error_kind().as_str()
     }
 }
 

@@ -16,4 +16,4 @@ pub mod result;
 pub use detection::{BBox, BBoxError, Detection};
 pub use frame::{ContentType, FrameError, FrameMeta, TimeOutOfRange, header};
 pub use ids::{CameraId, FrameSeq, IdError, WorkerId, msg_id};
-pub use result::{ErrorInfo, ResultMessage, SCHEMA_VERSION, Status, Timings};
+pub use result::{ErrorInfo, ErrorKind, ResultCamera, ResultMessage, SCHEMA_VERSION, Status, Timings};

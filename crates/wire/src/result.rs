@@ -2,10 +2,14 @@
 //!
 //! Its JSON Schema is `docs/result.schema.json`; a test validates real results against it.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::detection::Detection;
+use crate::frame::INVALID_CAMERA_TOKEN;
+use crate::ids::{CameraId, IdError, WorkerId};
 
 /// Bumped on any incompatible change of [`ResultMessage`]; additive fields do not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -33,12 +37,164 @@ impl Status {
     }
 }
 
+/// The stable kind of a failed frame (`docs/wire.md`, "Error kinds"): the `kind` of error
+/// results and dead letters, and the `kind` label of `edgepool_worker_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    // The frame message itself (see `FrameError`).
+    BadSubject,
+    BadCameraId,
+    MissingHeader,
+    BadHeader,
+    UnsupportedContentType,
+    ContentTypeMismatch,
+    EmptyPayload,
+    // The image bytes (the detector's input errors).
+    Empty,
+    TooLarge,
+    TooManyPixels,
+    UnsupportedFormat,
+    Corrupt,
+    InputShape,
+    // Internal failures, after the last delivery.
+    Panic,
+    InferenceFailed,
+}
+
+impl ErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [Self; 15] = [
+        Self::BadSubject,
+        Self::BadCameraId,
+        Self::MissingHeader,
+        Self::BadHeader,
+        Self::UnsupportedContentType,
+        Self::ContentTypeMismatch,
+        Self::EmptyPayload,
+        Self::Empty,
+        Self::TooLarge,
+        Self::TooManyPixels,
+        Self::UnsupportedFormat,
+        Self::Corrupt,
+        Self::InputShape,
+        Self::Panic,
+        Self::InferenceFailed,
+    ];
+
+    /// The snake_case name, as serialized.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadSubject => "bad_subject",
+            Self::BadCameraId => "bad_camera_id",
+            Self::MissingHeader => "missing_header",
+            Self::BadHeader => "bad_header",
+            Self::UnsupportedContentType => "unsupported_content_type",
+            Self::ContentTypeMismatch => "content_type_mismatch",
+            Self::EmptyPayload => "empty_payload",
+            Self::Empty => "empty",
+            Self::TooLarge => "too_large",
+            Self::TooManyPixels => "too_many_pixels",
+            Self::UnsupportedFormat => "unsupported_format",
+            Self::Corrupt => "corrupt",
+            Self::InputShape => "input_shape",
+            Self::Panic => "panic",
+            Self::InferenceFailed => "inference_failed",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<str> for ErrorKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The camera a result is about: a valid id, or [`INVALID_CAMERA_TOKEN`] (`_invalid`) when the
+/// frame's subject token was not one. Serialized as the plain string either way.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResultCamera {
+    Camera(CameraId),
+    Invalid,
+}
+
+impl ResultCamera {
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Camera(c) => c.as_str(),
+            Self::Invalid => INVALID_CAMERA_TOKEN,
+        }
+    }
+
+    /// Parses the wire string: `_invalid` or a valid camera id.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        if s == INVALID_CAMERA_TOKEN { Ok(Self::Invalid) } else { CameraId::new(s).map(Self::Camera) }
+    }
+}
+
+impl From<CameraId> for ResultCamera {
+    fn from(c: CameraId) -> Self {
+        Self::Camera(c)
+    }
+}
+
+impl fmt::Display for ResultCamera {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<String> for ResultCamera {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<str> for ResultCamera {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ResultCamera {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for ResultCamera {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResultCamera {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a frame failed, when `status` is `error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorInfo {
-    /// Stable snake_case kind, e.g. `missing_header`, `too_many_pixels`, `corrupt_image`.
-    pub kind: String,
+    /// Stable snake_case kind, e.g. `missing_header`, `too_many_pixels`, `corrupt`.
+    pub kind: ErrorKind,
     /// Human-readable detail; not for matching.
     pub message: String,
 }
@@ -66,7 +222,7 @@ pub struct Timings {
 pub struct ResultMessage {
     pub schema_version: u32,
     /// The camera id; `_invalid` when the frame's subject token was not a valid id.
-    pub camera: String,
+    pub camera: ResultCamera,
     /// The camera's frame sequence; absent when the frame carried none that parsed.
     pub seq: Option<u64>,
     /// The frame's sequence in the FRAMES stream (always known; identifies frames without seq).
@@ -75,7 +231,7 @@ pub struct ResultMessage {
     pub captured_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub processed_at: OffsetDateTime,
-    pub worker: String,
+    pub worker: WorkerId,
     /// CPU architecture of the worker binary (`x86_64`, `aarch64`, ...).
     pub arch: String,
     /// Operator-given device label (`pi4`, `laptop`, ...), if any.
@@ -122,6 +278,37 @@ impl ResultMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_kinds_serialize_as_their_names() {
+        for k in ErrorKind::ALL {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorKind>(&format!("\"{k}\"")).unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn result_camera_is_the_plain_string_on_the_wire() {
+        let cam = ResultCamera::Camera(CameraId::new("cam-1").unwrap());
+        assert_eq!(serde_json::to_string(&cam).unwrap(), r#""cam-1""#);
+        assert_eq!(serde_json::to_string(&ResultCamera::Invalid).unwrap(), r#""_invalid""#);
+        assert_eq!(serde_json::from_str::<ResultCamera>(r#""_invalid""#).unwrap(), ResultCamera::Invalid);
+        assert_eq!(serde_json::from_str::<ResultCamera>(r#""cam-1""#).unwrap(), cam);
+        assert!(serde_json::from_str::<ResultCamera>(r#""a.b""#).is_err());
+    }
+
+    /// The typed fields change nothing on the wire: camera and worker are plain strings, and a
+    /// result written, parsed and written again gives the same bytes.
+    #[test]
+    fn typed_fields_keep_the_json_byte_identical() {
+        let input = include_str!("../../../fuzz/regressions/result_json/score-out-of-range.json")
+            .replace(r#""score":7"#, r#""score":0.7"#);
+        let parsed: ResultMessage = serde_json::from_str(&input).unwrap();
+        let json = serde_json::to_string(&parsed).unwrap();
+        assert!(json.contains(r#""camera":"cam-1""#) && json.contains(r#""worker":"w""#), "{json}");
+        let again = serde_json::to_string(&serde_json::from_str::<ResultMessage>(&json).unwrap()).unwrap();
+        assert_eq!(again, json);
+    }
 
     /// Fuzzing finding 1 (docs/reliability.md): a 100-digit `decode_ms` parsed to a double that
     /// serialized and parsed back one ULP away. With serde_json's `float_roundtrip` the round

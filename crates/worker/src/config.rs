@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
+
 /// How one worker pulls and processes frames.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -27,7 +29,8 @@ pub struct WorkerConfig {
     /// Delay asked for when handing a frame back after a transient failure.
     #[serde(with = "humantime_serde")]
     pub nak_delay: Duration,
-    /// Expiry of each pull request. Also bounds how long shutdown waits for a pending pull.
+    /// Expiry of each pull request. Shutdown does not wait for it: an idle slot waits only a
+    /// short grace for a frame already in transit, and hands such a frame back at once.
     #[serde(with = "humantime_serde")]
     pub pull_expires: Duration,
     /// Interval of in-progress acks while a frame is being processed (keep well below the
@@ -82,30 +85,50 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     /// Checks values that serde cannot: each error names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.slots == 0 || self.slots > 64 {
-            return Err(format!("worker.slots must be 1..=64, got {}", self.slots));
+            return Err(ConfigError::Slots(self.slots));
         }
         if !(self.slowdown.is_finite() && self.slowdown >= 1.0 && self.slowdown <= 1000.0) {
-            return Err(format!("worker.slowdown must be between 1 and 1000, got {}", self.slowdown));
+            return Err(ConfigError::Slowdown(self.slowdown));
         }
         if self.pull_expires < Duration::from_millis(100) {
-            return Err("worker.pull_expires must be at least 100ms".into());
+            return Err(ConfigError::PullExpires);
         }
         if self.progress_interval.is_zero() {
-            return Err("worker.progress_interval must be positive".into());
+            return Err(ConfigError::ProgressInterval);
         }
         if self.overflow_min_pending.is_some() && self.priority_group.is_none() {
-            return Err("worker.overflow_min_pending needs worker.priority_group".into());
+            return Err(ConfigError::OverflowWithoutGroup);
         }
         if self.publish_attempts == 0 {
-            return Err("worker.publish_attempts must be at least 1".into());
+            return Err(ConfigError::PublishAttempts);
         }
         if let Some(label) = &self.label {
             if label.len() > 64 || label.chars().any(char::is_control) {
-                return Err("worker.label must be at most 64 printable characters".into());
+                return Err(ConfigError::Label);
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_each_bad_value_names_its_key() {
+        assert_eq!(WorkerConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut WorkerConfig)| {
+            let mut c = WorkerConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.slots = 0), ConfigError::Slots(0));
+        assert_eq!(bad(|c| c.slowdown = 0.5), ConfigError::Slowdown(0.5));
+        assert_eq!(bad(|c| c.pull_expires = Duration::from_millis(10)), ConfigError::PullExpires);
+        assert_eq!(bad(|c| c.overflow_min_pending = Some(1)), ConfigError::OverflowWithoutGroup);
+        assert!(bad(|c| c.publish_attempts = 0).to_string().starts_with("worker.publish_attempts"));
     }
 }

@@ -1,48 +1,83 @@
-//! What a worker runs per frame: the real detector (fixed, or live and hot-swappable when the
-//! model comes from NATS), or (inside `edgepool bench` only) a pass-through that measures the
-//! pipeline without the model.
+//! What a worker runs per frame: the [`Infer`] trait a worker holds (as `Arc<dyn Infer>`), and
+//! [`Engine`], the real detector behind it (fixed, or live and hot-swappable when the model
+//! comes from NATS). Benchmarks implement [`Infer`] themselves to run the pipeline without it.
 
+use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
 
-use edgepool_detector::{DetectError, Model, Session, StageTimings};
+use edgepool_detector::{DetectError, DetectorConfig, Model, Session, StageTimings};
 use edgepool_wire::Detection;
 
-/// The inference engine of a worker.
-#[derive(Debug, Clone)]
-pub enum Engine {
-    /// The real detector, with the version string results carry (`id@sha256:...`).
-    Model { model: Model, version: String },
-    /// The real detector, replaceable while the worker runs (models over NATS, see
-    /// `docs/models.md`). Clones share the same slot, so a swap is seen by every clone.
-    Live(LiveModel),
-    /// Decode nothing, detect nothing. Only `edgepool bench pipeline` builds this, through
-    /// [`Engine::pass_through_for_bench`]; `edgepool worker` has no way to select it.
-    PassThrough(BenchOnly),
+use crate::error::EngineError;
+use crate::model_name::{ModelName, sha256_file_blocking};
+
+/// What a worker needs from an inference engine: a version to name in results, and one
+/// [`Slot`] state per inference slot.
+pub trait Infer: Send + Sync + fmt::Debug {
+    /// The model string of the current version. Results computed by a [`Slot`] carry
+    /// [`Slot::version`] instead, which is the version that actually ran.
+    fn version(&self) -> String;
+
+    /// The slot's state for its next frame: `previous` when it is still usable (same model
+    /// version), else a new one. A slot busy with a frame is not here, so an in-flight frame
+    /// always finishes on the model it started with.
+    fn slot(&self, previous: Option<Box<dyn Slot>>) -> Box<dyn Slot>;
 }
 
-/// Proof that the pass-through was asked for by a benchmark.
-#[derive(Debug, Clone, Copy)]
-pub struct BenchOnly(());
+/// One inference slot's state. Lives on a blocking thread while a frame is processed.
+pub trait Slot: Send + fmt::Debug {
+    /// The model version this slot computes with: what its results must name.
+    fn version(&self) -> &Arc<str>;
 
-const PASS_THROUGH: &str = "pass-through (benchmark only, no inference)";
+    /// Decode, preprocess, infer, post-process. Runs on a blocking thread.
+    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError>;
+}
+
+/// The result of one frame's inference.
+#[derive(Debug)]
+pub struct Inferred {
+    pub width: u32,
+    pub height: u32,
+    pub detections: Vec<Detection>,
+    pub timings: StageTimings,
+}
+
+/// The real detector.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// A fixed model, with the version string results carry (`id@sha256:...`).
+    Model { model: Model, version: Arc<str> },
+    /// Replaceable while the worker runs (models over NATS, see `docs/models.md`). Clones
+    /// share the same slot, so a swap is seen by every clone.
+    Live(LiveModel),
+}
+
+/// Loads the model file at `path` once with the detector settings. Its version string is
+/// `ssd_mobilenet_v2_coco@sha256:<first 12 hex digits of the file's sha256>`, the same form
+/// [`ModelName::version`] gives models over NATS.
+pub fn load_engine(path: &Path, detector: &DetectorConfig) -> Result<Engine, EngineError> {
+    if !path.is_file() {
+        return Err(EngineError::NotFound { path: path.to_owned() });
+    }
+    let (sha256, _) =
+        sha256_file_blocking(path).map_err(|source| EngineError::Read { path: path.to_owned(), source })?;
+    let name = ModelName::new(edgepool_detector::MODEL_ID).unwrap_or_else(|_| unreachable!("MODEL_ID is a valid name"));
+    let model = Model::load(path, detector).map_err(|source| EngineError::Load { path: path.to_owned(), source })?;
+    Ok(Engine::Model { model, version: Arc::from(name.version(&sha256)) })
+}
 
 impl Engine {
-    /// The pass-through engine, for pipeline-overhead benchmarks only.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn pass_through_for_bench() -> Self {
-        Self::PassThrough(BenchOnly(()))
-    }
-
-    /// The model string of the current version. Results computed by a [`Runner`] carry
-    /// [`Runner::version`] instead, which is the version that actually ran.
+    /// The model string of the current version.
     #[must_use]
     pub fn version(&self) -> String {
+        self.current_version().to_string()
+    }
+
+    fn current_version(&self) -> Arc<str> {
         match self {
-            Self::Model { version, .. } => version.clone(),
-            Self::Live(live) => live.current().version.to_string(),
-            Self::PassThrough(_) => PASS_THROUGH.to_owned(),
+            Self::Model { version, .. } => Arc::clone(version),
+            Self::Live(live) => Arc::clone(&live.current().version),
         }
     }
 
@@ -50,34 +85,37 @@ impl Engine {
     #[must_use]
     pub fn runner(&self) -> Runner {
         match self {
-            Self::Model { model, version } => Runner::model(model, Arc::from(version.as_str())),
+            Self::Model { model, version } => Runner::new(model, Arc::clone(version)),
             Self::Live(live) => {
                 let current = live.current();
-                Runner::model(&current.model, Arc::clone(&current.version))
+                Runner::new(&current.model, Arc::clone(&current.version))
             }
-            Self::PassThrough(_) => Runner { kind: Kind::PassThrough, version: Arc::from(PASS_THROUGH) },
         }
     }
+}
 
-    /// The slot's runner for its next frame: `previous` when it still runs the current model
-    /// version, else a new one on the current version. A runner that is busy with a frame is
-    /// not here, so an in-flight frame always finishes on the model it started with.
-    #[must_use]
-    pub fn runner_for(&self, previous: Option<Runner>) -> Runner {
-        match (self, previous) {
-            (Self::Live(live), Some(prev)) => {
-                // One read lock and one Arc clone per frame: the cost of being swappable.
-                let current = live.current();
-                if Arc::ptr_eq(&prev.version, &current.version) {
-                    prev
-                } else {
-                    tracing::debug!(from = %prev.version, to = %current.version, "slot switches model version");
-                    Runner::model(&current.model, Arc::clone(&current.version))
-                }
+impl Infer for Engine {
+    fn version(&self) -> String {
+        Self::version(self)
+    }
+
+    fn slot(&self, previous: Option<Box<dyn Slot>>) -> Box<dyn Slot> {
+        // One read lock and one Arc clone per frame for a live engine: the cost of being swappable.
+        let current = self.current_version();
+        match previous {
+            Some(prev) if Arc::ptr_eq(prev.version(), &current) => prev,
+            Some(prev) => {
+                tracing::debug!(from = %prev.version(), to = %current, "slot switches model version");
+                Box::new(self.runner())
             }
-            (_, Some(prev)) => prev,
-            (_, None) => self.runner(),
+            None => Box::new(self.runner()),
         }
+    }
+}
+
+impl From<Engine> for Arc<dyn Infer> {
+    fn from(engine: Engine) -> Self {
+        Arc::new(engine)
     }
 }
 
@@ -120,34 +158,19 @@ impl LiveModel {
     }
 }
 
-/// The result of one frame's inference.
-#[derive(Debug)]
-pub struct Inferred {
-    pub width: u32,
-    pub height: u32,
-    pub detections: Vec<Detection>,
-    pub timings: StageTimings,
-}
-
-/// One inference slot's state. Lives on a blocking thread while a frame is processed.
+/// The detector's state for one slot: a session with its own buffers.
 #[derive(Debug)]
 pub struct Runner {
-    kind: Kind,
+    session: Box<Session>,
     version: Arc<str>,
 }
 
-#[derive(Debug)]
-enum Kind {
-    Model(Box<Session>),
-    PassThrough,
-}
-
 impl Runner {
-    fn model(model: &Model, version: Arc<str>) -> Self {
-        Self { kind: Kind::Model(Box::new(model.session())), version }
+    fn new(model: &Model, version: Arc<str>) -> Self {
+        Self { session: Box::new(model.session()), version }
     }
 
-    /// The model version this runner computes with: what its results must name.
+    /// The model version this runner computes with.
     #[must_use]
     pub fn version(&self) -> &Arc<str> {
         &self.version
@@ -155,29 +178,17 @@ impl Runner {
 
     /// Decode, preprocess, infer, post-process. Runs on a blocking thread.
     pub fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
-        match &mut self.kind {
-            Kind::Model(session) => {
-                let out = session.detect(payload)?;
-                Ok(Inferred { width: out.width, height: out.height, detections: out.detections, timings: out.timings })
-            }
-            Kind::PassThrough => {
-                let start = Instant::now();
-                // Touch the bytes so the benchmark pays for reading the payload once.
-                let sum = payload.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-                std::hint::black_box(sum);
-                let t = start.elapsed();
-                Ok(Inferred {
-                    width: 0,
-                    height: 0,
-                    detections: Vec::new(),
-                    timings: StageTimings {
-                        decode: t,
-                        preprocess: Duration::ZERO,
-                        inference: Duration::ZERO,
-                        postprocess: Duration::ZERO,
-                    },
-                })
-            }
-        }
+        let out = self.session.detect(payload)?;
+        Ok(Inferred { width: out.width, height: out.height, detections: out.detections, timings: out.timings })
+    }
+}
+
+impl Slot for Runner {
+    fn version(&self) -> &Arc<str> {
+        &self.version
+    }
+
+    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
+        Self::run(self, payload)
     }
 }

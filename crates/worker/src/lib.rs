@@ -23,21 +23,36 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+//! # Modules, in the order a frame meets them
+//!
+//! `run` (the worker, its drain) → `slot` (the pull loop of one slot, panics, acks) →
+//! `envelope` (the frame parsed once) → `process` (stages: judge, infer, deliver) →
+//! `verdict` (what the result says) → `publish` (result, dead letter) → `outcome` (the ack);
+//! all share `ctx`, which depends on none of them.
+
 pub mod config;
+mod ctx;
 pub mod engine;
+mod envelope;
+pub mod error;
 pub mod metrics;
+mod model_name;
 pub mod models;
 pub mod outcome;
 mod process;
+mod publish;
 pub mod registry;
 mod run;
+mod slot;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
+mod verdict;
 
 pub use config::WorkerConfig;
-pub use engine::Engine;
+pub use engine::{Engine, Infer, Inferred, Slot, load_engine};
+pub use error::{ConfigError, EngineError, StartError};
 pub use metrics::WorkerMetrics;
-pub use outcome::Outcome;
+pub use outcome::{Outcome, RetryReason};
 pub use run::{Worker, WorkerReport, default_worker_id};
 
 /// The CPU architecture this binary was built for (`x86_64`, `aarch64`, ...).

@@ -1,7 +1,10 @@
 //! Prometheus metrics of one worker, registered from the catalog in `edgepool-wire`.
 
 use edgepool_runtime::metrics as cat;
+use edgepool_wire::ErrorKind;
 use prometheus::{Counter, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+
+use crate::outcome::RetryReason;
 
 /// Handles created once; the per-frame path only increments.
 #[derive(Debug, Clone)]
@@ -54,13 +57,13 @@ impl WorkerMetrics {
         })
     }
 
-    /// Error kinds come from a fixed set of `kind()` strings, so the label stays bounded.
-    pub fn error_kind(&self, kind: &str) {
-        self.errors.with_label_values(&[&self.worker, self.arch, kind]).inc();
+    /// The label comes from the [`ErrorKind`] enum, so it stays bounded.
+    pub fn error_kind(&self, kind: ErrorKind) {
+        self.errors.with_label_values(&[&self.worker, self.arch, kind.as_str()]).inc();
     }
 
-    /// Reasons come from a fixed set in this crate.
-    pub fn nak(&self, reason: &'static str) {
-        self.naks.with_label_values(&[&self.worker, self.arch, reason]).inc();
+    /// The label comes from the [`RetryReason`] enum, so it stays bounded.
+    pub fn nak(&self, reason: RetryReason) {
+        self.naks.with_label_values(&[&self.worker, self.arch, reason.as_str()]).inc();
     }
 }

@@ -1,204 +1,184 @@
-//! Processing one frame: parse, staleness, inference off the reactor, result, dead letter.
+//! Processing one frame, in stages: judge it (parse verdict, staleness, inference) into a
+//! [`Verdict`], then deliver the verdict (dead letter, result) into an [`Outcome`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, Message};
-use bytes::Bytes;
-use time::OffsetDateTime;
+use async_nats::jetstream::{AckKind, Message};
 
-use edgepool_nats::header_str;
-use edgepool_wire::frame::{DEADLETTER_PREFIX, FrameError, INVALID_CAMERA_TOKEN, header, subject_token};
-use edgepool_wire::{ErrorInfo, FrameMeta, ResultMessage, SCHEMA_VERSION, Status, Timings, WorkerId};
+use edgepool_detector::{DetectError, StageTimings};
+use edgepool_wire::frame::header;
+use edgepool_wire::{ErrorKind, FrameMeta, Timings};
 
-use crate::config::WorkerConfig;
-use crate::engine::{Engine, Inferred, Runner};
+use crate::ctx::{Ctx, panic_message};
+use crate::engine::{Inferred, Slot};
+use crate::envelope::Envelope;
 use crate::metrics::WorkerMetrics;
-use crate::outcome::Outcome;
-use crate::run::Counts;
+use crate::outcome::{Outcome, RetryReason};
+use crate::publish::{DeadLetter, dead_letter, publish_result};
+use crate::verdict::{Verdict, ms};
 
-/// Everything the slots share.
-#[derive(Debug)]
-pub(crate) struct Ctx {
-    pub js: jetstream::Context,
-    pub id: WorkerId,
-    pub engine: Engine,
-    pub cfg: WorkerConfig,
-    pub metrics: WorkerMetrics,
-    pub max_deliver: i64,
-    pub counts: Counts,
-    pub max_payload: usize,
-}
-
-/// What is known of a frame before (or without) parsing it fully.
-struct Envelope {
-    camera: String,
-    seq: Option<u64>,
-    stream_seq: u64,
-    delivered: u64,
-    captured_at: Option<OffsetDateTime>,
-    traceparent: Option<String>,
-    taken_at: OffsetDateTime,
-    /// The model version that computed the result, once inference ran (it may differ from the
-    /// engine's current version after a hot-swap).
-    model: Option<std::sync::Arc<str>>,
-}
-
-/// The message a panic was raised with (`panic!` with a literal or a format string).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// What is known of `msg` before processing: its identity as far as it parses (kept even for a bad
-/// frame, so subscribers can match the error) and the parsed metadata, or why it is bad.
-fn envelope(msg: &Message, taken_at: OffsetDateTime) -> (Envelope, Result<FrameMeta, FrameError>) {
-    let (stream_seq, delivered) = match msg.info() {
-        Ok(i) => (i.stream_sequence, u64::try_from(i.delivered).unwrap_or(1)),
-        Err(_) => (0, 1),
-    };
-    let headers = msg.headers.as_ref();
-    let mut env = Envelope {
-        camera: INVALID_CAMERA_TOKEN.to_owned(),
-        seq: None,
-        stream_seq,
-        delivered,
-        captured_at: None,
-        traceparent: None,
-        taken_at,
-        model: None,
-    };
-    let meta = FrameMeta::parse(&msg.subject, |k| header_str(headers, k), &msg.payload);
-    match &meta {
-        Ok(m) => {
-            env.camera = m.camera.to_string();
-            env.seq = Some(m.seq.0);
-            env.captured_at = Some(m.captured_at);
-            env.traceparent.clone_from(&m.traceparent);
-        }
-        Err(_) => {
-            if let Some(Ok(camera)) = subject_token(&msg.subject).map(edgepool_wire::CameraId::new) {
-                env.camera = camera.to_string();
-                env.seq = header_str(headers, header::SEQ).and_then(|s| s.trim().parse().ok());
-            }
-        }
-    }
-    (env, meta)
+/// A failure of this worker, not of the frame: worth another delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub reason: RetryReason,
+    pub message: String,
 }
 
 /// Processes one frame and returns what to do with it. Never panics on input (unless the
 /// `test-hooks` feature is on and the frame asks for it).
-pub(crate) async fn process(ctx: &Ctx, msg: &Message, runner: &mut Option<Runner>) -> Outcome {
-    let taken_at = OffsetDateTime::now_utc();
-    let taken = std::time::Instant::now();
-    let (mut env, meta) = envelope(msg, taken_at);
-    let delivered = env.delivered;
-    let meta = match meta {
-        Ok(m) => m,
-        Err(e) => return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await,
+pub(crate) async fn process(ctx: &Ctx, msg: &Message, env: &Envelope, slot: &mut Option<Box<dyn Slot>>) -> Outcome {
+    match judge(ctx, msg, env, slot).await {
+        Ok(verdict) => deliver(ctx, msg, env, verdict).await,
+        Err(failure) => retry_or_give_up(ctx, msg, env, failure).await,
+    }
+}
+
+/// The outcome of a frame whose processing panicked outside inference (the slot caught it):
+/// the same as a panic in inference, a retry until the last delivery, then a dead letter.
+pub(crate) async fn after_panic(ctx: &Ctx, msg: &Message, env: &Envelope, why: String) -> Outcome {
+    retry_or_give_up(ctx, msg, env, Failure { reason: RetryReason::Panic, message: why }).await
+}
+
+/// The verdict on a frame, or the transient failure that kept it from one.
+async fn judge(ctx: &Ctx, msg: &Message, env: &Envelope, slot: &mut Option<Box<dyn Slot>>) -> Result<Verdict, Failure> {
+    let meta = match &env.meta {
+        Ok(meta) => meta,
+        Err(e) => return Ok(Verdict::error(e.error_kind(), e.to_string())),
+    };
+    #[cfg(feature = "test-hooks")]
+    crate::test_hooks::panic_if(env.panic_at, crate::test_hooks::PanicPoint::Async);
+
+    let queue_wait = match freshness(env, meta, ctx.cfg.stale_after, ctx.cfg.max_clock_skew) {
+        Freshness::Fresh(wait) => wait,
+        Freshness::Stale(wait) => {
+            return Ok(Verdict::Stale { timings: Timings { queue_wait_ms: ms(wait), ..Timings::default() } });
+        }
+        Freshness::Future(ahead) => {
+            let why = format!("{} is {:.0}s in the future", header::CAPTURED_AT, ahead.as_secs_f64());
+            return Ok(Verdict::error(ErrorKind::BadHeader, why));
+        }
     };
 
-    #[cfg(feature = "test-hooks")]
-    let hook = crate::test_hooks::panic_point(msg);
-    #[cfg(feature = "test-hooks")]
-    crate::test_hooks::panic_if(hook, crate::test_hooks::PanicPoint::Async);
+    let (model, inferred) = match infer(ctx, msg, env, slot).await? {
+        Ok(done) => done,
+        Err(e) => return classify(&e),
+    };
+    let emulated = emulate(ctx, msg, inferred.timings.inference).await;
+    observe(&ctx.metrics, &inferred.timings, emulated);
+    let timings = timings(queue_wait, &inferred.timings, emulated, env.taken.elapsed());
+    Ok(Verdict::Ok { model, width: inferred.width, height: inferred.height, detections: inferred.detections, timings })
+}
 
-    let age = taken_at - meta.captured_at;
-    let queue_wait = Duration::try_from(age).unwrap_or(Duration::ZERO);
-    if age > ctx.cfg.stale_after {
-        let timings = Timings { queue_wait_ms: ms(queue_wait), ..Timings::default() };
-        return match publish_result(ctx, &env, Status::Stale, None, None, timings).await {
-            Ok(()) => {
-                ctx.metrics.stale.inc();
-                Outcome::Stale
-            }
-            Err(e) => retry(ctx, "publish_failed", &e.to_string(), delivered),
-        };
-    }
-    if -age > ctx.cfg.max_clock_skew {
-        let why = format!("{} is {:.0}s in the future", header::CAPTURED_AT, (-age).as_seconds_f64());
-        return poison(ctx, msg, &env, "bad_header", &why, Timings::default()).await;
-    }
+/// How old a frame was when taken, against the staleness bound and the clock-skew limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Worth processing; it waited this long.
+    Fresh(Duration),
+    /// Older than `stale_after`: answered `stale` without inference.
+    Stale(Duration),
+    /// Captured this far in the future, beyond the allowed skew: an absurd header.
+    Future(Duration),
+}
 
-    // Inference runs on a blocking thread with this slot's own buffers; progress acks keep the
-    // frame ours while it runs (a Raspberry Pi may need longer than ack_wait on a bad day).
-    // The slot's runner is rebuilt only when the model was hot-swapped since its last frame.
-    let mut slot = ctx.engine.runner_for(runner.take());
-    env.model = Some(std::sync::Arc::clone(slot.version()));
-    let payload: Bytes = msg.payload.clone();
+pub(crate) fn freshness(env: &Envelope, meta: &FrameMeta, stale_after: Duration, max_skew: Duration) -> Freshness {
+    let age = env.taken_at - meta.captured_at;
+    if age.is_negative() {
+        let ahead = Duration::try_from(-age).unwrap_or(Duration::MAX);
+        return if ahead > max_skew { Freshness::Future(ahead) } else { Freshness::Fresh(Duration::ZERO) };
+    }
+    let wait = Duration::try_from(age).unwrap_or(Duration::MAX);
+    if wait > stale_after { Freshness::Stale(wait) } else { Freshness::Fresh(wait) }
+}
+
+/// Inference on a blocking thread with this slot's own buffers; progress acks keep the frame
+/// ours while it runs (a Raspberry Pi may need longer than ack_wait on a bad day). The slot's
+/// state is rebuilt only when the model was hot-swapped since its last frame.
+async fn infer(
+    ctx: &Ctx,
+    msg: &Message,
+    env: &Envelope,
+    slot: &mut Option<Box<dyn Slot>>,
+) -> Result<Result<(Arc<str>, Inferred), DetectError>, Failure> {
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = env;
+    let mut state = ctx.engine.slot(slot.take());
+    let model = Arc::clone(state.version());
+    let payload = msg.payload.clone();
+    #[cfg(feature = "test-hooks")]
+    let hook = env.panic_at;
     let job = tokio::task::spawn_blocking(move || {
         #[cfg(feature = "test-hooks")]
         crate::test_hooks::panic_if(hook, crate::test_hooks::PanicPoint::Blocking);
-        let out = slot.run(&payload);
-        (slot, out)
+        let out = state.run(&payload);
+        (state, out)
     });
-    let joined = with_progress(msg, ctx.cfg.progress_interval, job).await;
-    let inferred: Inferred = match joined {
+    match with_progress(msg, ctx.cfg.progress_interval, job).await {
         Err(join) => {
-            // A panic lost this slot's runner; the next frame gets a fresh one.
-            let why = match join.try_into_panic() {
+            // A panic lost this slot's state; the next frame gets a fresh one.
+            let message = match join.try_into_panic() {
                 Ok(payload) => format!("inference panicked: {}", panic_message(payload.as_ref())),
                 Err(_) => "inference task cancelled".to_owned(),
             };
-            tracing::error!(worker = %ctx.id, error = %why, "inference failed");
-            return retry_or_poison(ctx, msg, &env, "panic", &why).await;
+            tracing::error!(error = %message, "inference failed");
+            Err(Failure { reason: RetryReason::Panic, message })
         }
-        Ok((slot, out)) => {
-            *runner = Some(slot);
-            match out {
-                Ok(i) => i,
-                Err(e) if e.is_poison() => {
-                    return poison(ctx, msg, &env, e.kind(), &e.to_string(), Timings::default()).await;
-                }
-                Err(e) => return retry_or_poison(ctx, msg, &env, "inference_failed", &e.to_string()).await,
-            }
+        Ok((state, out)) => {
+            *slot = Some(state);
+            Ok(out.map(|inferred| (model, inferred)))
         }
-    };
+    }
+}
 
-    let t = &inferred.timings;
-    let mut emulated = Duration::ZERO;
-    if ctx.cfg.slowdown > 1.0 {
-        // Device emulation: the slot stays busy as a device `slowdown` times slower would.
-        emulated = t.inference.mul_f64(ctx.cfg.slowdown - 1.0);
+/// The verdict or failure of a detector error: bad input is poison with its kind, anything
+/// else is this worker's failure.
+pub(crate) fn classify(e: &DetectError) -> Result<Verdict, Failure> {
+    let poison = |kind| Ok(Verdict::error(kind, e.to_string()));
+    match e {
+        DetectError::TooLarge { .. } => poison(ErrorKind::TooLarge),
+        DetectError::TooManyPixels { .. } => poison(ErrorKind::TooManyPixels),
+        DetectError::Empty => poison(ErrorKind::Empty),
+        DetectError::UnsupportedFormat => poison(ErrorKind::UnsupportedFormat),
+        DetectError::Corrupt(_) => poison(ErrorKind::Corrupt),
+        DetectError::InputShape { .. } => poison(ErrorKind::InputShape),
+        // A variant added to the detector later: bad input is still poison, kept as corrupt.
+        _ if e.is_poison() => poison(ErrorKind::Corrupt),
+        _ => Err(Failure { reason: RetryReason::InferenceFailed, message: e.to_string() }),
+    }
+}
+
+/// Device emulation: the slot stays busy as a device `slowdown` times slower would. Returns
+/// the added delay.
+async fn emulate(ctx: &Ctx, msg: &Message, inference: Duration) -> Duration {
+    let emulated = emulated_delay(inference, ctx.cfg.slowdown);
+    if !emulated.is_zero() {
         with_progress(msg, ctx.cfg.progress_interval, tokio::time::sleep(emulated)).await;
     }
-    let m = &ctx.metrics;
+    emulated
+}
+
+/// (slowdown - 1) × the measured inference time; nothing on real hardware (slowdown 1).
+pub(crate) fn emulated_delay(inference: Duration, slowdown: f64) -> Duration {
+    if slowdown > 1.0 { inference.mul_f64(slowdown - 1.0) } else { Duration::ZERO }
+}
+
+fn observe(m: &WorkerMetrics, t: &StageTimings, emulated: Duration) {
     m.decode.observe(t.decode.as_secs_f64());
     m.preprocess.observe(t.preprocess.as_secs_f64());
     m.inference.observe(t.inference.as_secs_f64());
     m.postprocess.observe(t.postprocess.as_secs_f64());
     m.emulated_delay.observe(emulated.as_secs_f64());
-    let timings = Timings {
+}
+
+pub(crate) fn timings(queue_wait: Duration, t: &StageTimings, emulated: Duration, total: Duration) -> Timings {
+    Timings {
         queue_wait_ms: ms(queue_wait),
         decode_ms: ms(t.decode),
         preprocess_ms: ms(t.preprocess),
         inference_ms: ms(t.inference),
         postprocess_ms: ms(t.postprocess),
         emulated_delay_ms: ms(emulated),
-        total_ms: ms(taken.elapsed()),
-    };
-    let size = Some((inferred.width, inferred.height));
-    let found = inferred.detections.len();
-    match publish_result(ctx, &env, Status::Ok, None, Some((size, inferred.detections)), timings).await {
-        Ok(()) => {
-            // One line per frame at debug: with the W3C trace id, a frame can be followed from
-            // the camera through the worker to the sink (RUST_LOG=edgepool_worker=debug).
-            tracing::debug!(
-                worker = %ctx.id, camera = %env.camera, seq = ?env.seq,
-                traceparent = env.traceparent.as_deref().unwrap_or(""), detections = found,
-                total_ms = timings.total_ms, "frame done"
-            );
-            m.ok.inc();
-            Outcome::Done
-        }
-        Err(e) => retry(ctx, "publish_failed", &e.to_string(), delivered),
+        total_ms: ms(total),
     }
 }
 
@@ -218,175 +198,188 @@ async fn with_progress<F: Future>(msg: &Message, every: Duration, fut: F) -> F::
     }
 }
 
-/// The outcome of a frame whose processing panicked outside inference (the slot caught it): the
-/// same as a panic in inference, a retry until the last delivery, then a dead letter of kind
-/// `panic`. Everything about the first attempt is lost, so the envelope is parsed again.
-pub(crate) async fn after_panic(ctx: &Ctx, msg: &Message, why: &str) -> Outcome {
-    let (env, _) = envelope(msg, OffsetDateTime::now_utc());
-    retry_or_poison(ctx, msg, &env, "panic", why).await
+/// What becomes of a transient failure: a retry, until the last delivery; then the frame is
+/// dead-lettered so that it still has an outcome (the server would otherwise drop it silently
+/// after max_deliver).
+pub(crate) fn after_failure(env: &Envelope, max_deliver: i64, failure: Failure) -> Result<Verdict, Failure> {
+    match failure.reason.last_delivery_kind() {
+        Some(kind) if env.is_last_delivery(max_deliver) => {
+            let why = format!("{} (delivery {} of {max_deliver}, giving up)", failure.message, env.delivered);
+            Ok(Verdict::error(kind, why))
+        }
+        _ => Err(failure),
+    }
 }
 
-fn retry(ctx: &Ctx, reason: &'static str, why: &str, delivered: u64) -> Outcome {
-    tracing::warn!(worker = %ctx.id, reason, delivered, error = why, "handing frame back for redelivery");
+async fn retry_or_give_up(ctx: &Ctx, msg: &Message, env: &Envelope, failure: Failure) -> Outcome {
+    match after_failure(env, ctx.max_deliver, failure) {
+        Ok(verdict) => deliver(ctx, msg, env, verdict).await,
+        Err(failure) => retry(ctx, env, failure.reason, &failure.message),
+    }
+}
+
+fn retry(ctx: &Ctx, env: &Envelope, reason: RetryReason, why: &str) -> Outcome {
+    tracing::warn!(
+        reason = reason.as_str(),
+        delivered = env.delivered,
+        error = why,
+        "handing frame back for redelivery"
+    );
     ctx.metrics.nak(reason);
     Outcome::Retry { reason, delay: ctx.cfg.nak_delay }
 }
 
-/// A transient failure is retried, until the last delivery: then the frame is dead-lettered so
-/// that it still has an outcome (the server would otherwise drop it silently after max_deliver).
-async fn retry_or_poison(ctx: &Ctx, msg: &Message, env: &Envelope, reason: &'static str, why: &str) -> Outcome {
-    if ctx.max_deliver > 0 && env.delivered >= u64::try_from(ctx.max_deliver).unwrap_or(u64::MAX) {
-        let why = format!("{why} (delivery {} of {}, giving up)", env.delivered, ctx.max_deliver);
-        return poison(ctx, msg, env, reason, &why, Timings::default()).await;
-    }
-    retry(ctx, reason, why, env.delivered)
-}
-
-/// Dead-letters the frame with its reason, publishes an error result, and terminates it.
-async fn poison(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str, timings: Timings) -> Outcome {
-    tracing::info!(
-        worker = %ctx.id, camera = %env.camera, seq = ?env.seq, traceparent = env.traceparent.as_deref().unwrap_or(""),
-        kind, error = why, "poison frame"
-    );
-    if let Err(e) = dead_letter(ctx, msg, env, kind, why).await {
-        return retry(ctx, "deadletter_failed", &e.to_string(), env.delivered);
-    }
-    let error = ErrorInfo { kind: kind.to_owned(), message: why.chars().take(1024).collect() };
-    if let Err(e) = publish_result(ctx, env, Status::Error, Some(error), None, timings).await {
-        return retry(ctx, "publish_failed", &e.to_string(), env.delivered);
-    }
-    ctx.metrics.error.inc();
-    ctx.metrics.error_kind(kind);
-    Outcome::Poison { kind: kind.to_owned() }
-}
-
-fn result_msg_id(env: &Envelope) -> String {
-    match env.seq {
-        Some(seq) => format!("{}-{seq}", env.camera),
-        None => format!("{}-stream-{}", env.camera, env.stream_seq),
-    }
-}
-
-/// Bytes of the frame's own headers a dead letter keeps (names + values); longer values and
-/// whatever exceeds the budget are dropped and counted in `Edgepool-Headers-Dropped`.
-const DEADLETTER_HEADER_BUDGET: usize = 8 * 1024;
-
-/// The frame's original bytes and headers plus the reason, on `deadletter.<camera>`.
-async fn dead_letter(ctx: &Ctx, msg: &Message, env: &Envelope, kind: &str, why: &str) -> Result<(), async_nats::Error> {
-    let mut h = HeaderMap::new();
-    // The original headers are copied within a budget: a frame with huge headers and a payload
-    // near max_payload would otherwise make a dead letter the broker refuses on every delivery,
-    // leaving the frame with no outcome at all.
-    let mut budget = DEADLETTER_HEADER_BUDGET;
-    let mut dropped = 0usize;
-    if let Some(orig) = msg.headers.as_ref() {
-        for (name, values) in orig.iter() {
-            let name: &str = name.as_ref();
-            if name.eq_ignore_ascii_case(header::MSG_ID) {
-                continue;
-            }
-            for (i, v) in values.iter().enumerate() {
-                let cost = name.len() + v.as_str().len() + 4;
-                if i >= 4 || name.len() > 256 || v.as_str().len() > 1024 || cost > budget {
-                    dropped += 1;
-                    continue;
-                }
-                budget -= cost;
-                h.append(name, v.as_str());
-            }
-        }
-    }
-    if dropped > 0 {
-        h.insert("Edgepool-Headers-Dropped", dropped.to_string().as_str());
-    }
-    h.insert(header::MSG_ID, result_msg_id(env).as_str());
-    h.insert(header::ERROR_KIND, kind);
-    h.insert(header::ERROR, sanitize_header(why).as_str());
-    h.insert(header::ORIGINAL_SUBJECT, sanitize_header(&msg.subject).as_str());
-    h.insert(header::STREAM_SEQ, env.stream_seq.to_string().as_str());
-    // The copy must fit under max_payload with the copied headers (≤ the budget) and ours
-    // (≤ 2 KiB); keep the head of a frame that was already at the limit, and say so.
-    let room = ctx.max_payload.saturating_sub(DEADLETTER_HEADER_BUDGET + 8 * 1024);
-    let mut payload = msg.payload.clone();
-    if payload.len() > room {
-        h.insert("Edgepool-Truncated-From", payload.len().to_string().as_str());
-        payload.truncate(room);
-    }
-    let subject = format!("{DEADLETTER_PREFIX}.{}", env.camera);
-    publish_acked(ctx, subject, h, payload).await
-}
-
-fn sanitize_header(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect()
-}
-
-async fn publish_result(
-    ctx: &Ctx,
-    env: &Envelope,
-    status: Status,
-    error: Option<ErrorInfo>,
-    ok: Option<(Option<(u32, u32)>, Vec<edgepool_wire::Detection>)>,
-    mut timings: Timings,
-) -> Result<(), async_nats::Error> {
-    let (size, detections) = ok.unwrap_or((None, Vec::new()));
-    let (width, height) = size.unwrap_or((0, 0));
-    if timings.total_ms == 0.0 {
-        timings.total_ms = ms(Duration::try_from(OffsetDateTime::now_utc() - env.taken_at).unwrap_or_default());
-    }
-    let result = ResultMessage {
-        schema_version: SCHEMA_VERSION,
-        camera: env.camera.clone(),
-        seq: env.seq,
-        stream_seq: env.stream_seq,
-        captured_at: env.captured_at,
-        processed_at: OffsetDateTime::now_utc(),
-        worker: ctx.id.to_string(),
-        arch: crate::ARCH.to_owned(),
-        device_label: ctx.cfg.label.clone(),
-        slowdown: ctx.cfg.slowdown,
-        model: env.model.as_deref().map_or_else(|| ctx.engine.version(), str::to_owned),
-        width,
-        height,
-        delivery: env.delivered,
-        timings,
-        status,
-        error,
-        traceparent: env.traceparent.clone(),
-        detections,
+/// Stores the verdict: for an error the dead letter first, then the result. The outcome is the
+/// verdict's only once both are acked by their streams; until then the frame is retried.
+async fn deliver(ctx: &Ctx, msg: &Message, env: &Envelope, verdict: Verdict) -> Outcome {
+    let outcome = verdict.outcome();
+    let poison = match &verdict {
+        Verdict::Error { kind, message, .. } => Some((*kind, message.clone())),
+        Verdict::Ok { .. } | Verdict::Stale { .. } => None,
     };
-    let body = serde_json::to_vec(&result)?;
-    let mut h = HeaderMap::new();
-    h.insert(header::MSG_ID, result_msg_id(env).as_str());
-    h.insert(header::CONTENT_TYPE, "application/json");
-    if let Some(tp) = &env.traceparent {
-        h.insert(header::TRACEPARENT, tp.as_str());
+    let result = verdict.into_result(env, &ctx.id, &ctx.cfg, || ctx.engine.version(), env.taken.elapsed());
+    if let Some((kind, why)) = &poison {
+        tracing::info!(kind = kind.as_str(), error = why.as_str(), "poison frame");
+        let letter = DeadLetter {
+            subject: &msg.subject,
+            headers: msg.headers.as_ref(),
+            payload: &msg.payload,
+            stream_seq: env.stream_seq,
+            kind: *kind,
+            why,
+        };
+        if let Err(e) = dead_letter(ctx, &result, &letter).await {
+            return retry(ctx, env, RetryReason::DeadletterFailed, &error_chain(&e));
+        }
     }
-    let started = std::time::Instant::now();
-    let r = publish_acked(ctx, result.subject(), h, body.into()).await;
-    ctx.metrics.publish.observe(started.elapsed().as_secs_f64());
-    r
+    if let Err(e) = publish_result(ctx, &result).await {
+        return retry(ctx, env, RetryReason::PublishFailed, &error_chain(&e));
+    }
+    match &outcome {
+        Outcome::Done => {
+            // One line per frame at debug, inside the frame's span: with the W3C trace id, a
+            // frame can be followed from the camera through the worker to the sink.
+            tracing::debug!(
+                traceparent = result.traceparent.as_deref().unwrap_or(""),
+                detections = result.detections.len(),
+                total_ms = result.timings.total_ms,
+                "frame done"
+            );
+            ctx.metrics.ok.inc();
+        }
+        Outcome::Stale => ctx.metrics.stale.inc(),
+        Outcome::Poison { kind } => {
+            ctx.metrics.error.inc();
+            ctx.metrics.error_kind(*kind);
+        }
+        Outcome::Retry { .. } => {}
+    }
+    outcome
 }
 
-/// Publishes and awaits the JetStream ack, retrying with the same msg id (duplicates are
-/// dropped by the stream, so a retry after a lost ack is harmless).
-async fn publish_acked(
-    ctx: &Ctx,
-    subject: String,
-    headers: HeaderMap,
-    payload: Bytes,
-) -> Result<(), async_nats::Error> {
-    let mut last: Option<async_nats::Error> = None;
-    for attempt in 0..ctx.cfg.publish_attempts {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
+/// An error and its sources on one line, for a log field.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(src) = cur {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+        cur = src.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::tests::{JPEG, good_headers, parse};
+
+    const STALE_AFTER: Duration = Duration::from_secs(30);
+    const MAX_SKEW: Duration = Duration::from_secs(300);
+
+    fn taken(after_capture: time::Duration) -> Freshness {
+        let mut env = parse("frames.cam-1", &good_headers(), JPEG);
+        let meta = env.meta.as_ref().unwrap().clone();
+        env.taken_at = meta.captured_at + after_capture;
+        freshness(&env, &meta, STALE_AFTER, MAX_SKEW)
+    }
+
+    #[test]
+    fn staleness_decisions() {
+        assert_eq!(taken(time::Duration::seconds(2)), Freshness::Fresh(Duration::from_secs(2)));
+        assert_eq!(
+            taken(time::Duration::seconds(30)),
+            Freshness::Fresh(Duration::from_secs(30)),
+            "the bound is inclusive"
+        );
+        assert_eq!(taken(time::Duration::seconds(31)), Freshness::Stale(Duration::from_secs(31)));
+        // A camera clock slightly ahead is tolerated (the frame waited "no time"); far ahead is
+        // an absurd header.
+        assert_eq!(taken(time::Duration::seconds(-10)), Freshness::Fresh(Duration::ZERO));
+        assert_eq!(taken(time::Duration::seconds(-301)), Freshness::Future(Duration::from_secs(301)));
+    }
+
+    #[test]
+    fn bad_input_is_poison_with_its_kind_and_worker_failures_are_retried() {
+        let verdict = classify(&DetectError::Corrupt("eof".into())).unwrap();
+        assert_eq!(verdict.outcome(), Outcome::Poison { kind: ErrorKind::Corrupt });
+        let verdict = classify(&DetectError::TooManyPixels { width: 1, height: 1, max: 0 }).unwrap();
+        assert_eq!(verdict.outcome(), Outcome::Poison { kind: ErrorKind::TooManyPixels });
+        for e in [DetectError::NoImage, DetectError::Inference("oom".into())] {
+            assert!(!e.is_poison());
+            assert_eq!(classify(&e).unwrap_err().reason, RetryReason::InferenceFailed);
         }
-        match ctx.js.publish_with_headers(subject.clone(), headers.clone(), payload.clone()).await {
-            Ok(ack) => match ack.await {
-                Ok(_) => return Ok(()),
-                Err(e) => last = Some(e.into()),
-            },
-            Err(e) => last = Some(e.into()),
+        for e in [DetectError::Empty, DetectError::UnsupportedFormat, DetectError::InputShape { len: 1, expected: 2 }] {
+            assert!(e.is_poison() && classify(&e).is_ok(), "{e}");
         }
     }
-    Err(last.unwrap_or_else(|| "no publish attempt".into()))
+
+    #[test]
+    fn a_failure_is_retried_until_the_last_delivery_then_dead_lettered() {
+        let mut env = parse("frames.cam-1", &good_headers(), JPEG);
+        let panic = || Failure { reason: RetryReason::Panic, message: "boom".into() };
+        env.delivered = 2;
+        assert_eq!(after_failure(&env, 3, panic()), Err(panic()));
+        assert_eq!(after_failure(&env, -1, panic()), Err(panic()), "unlimited deliveries retry for ever");
+        env.delivered = 3;
+        match after_failure(&env, 3, panic()) {
+            Ok(Verdict::Error { kind, message, .. }) => {
+                assert_eq!(kind, ErrorKind::Panic);
+                assert_eq!(message, "boom (delivery 3 of 3, giving up)");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A publish failure is never dead-lettered: the dead letter would fail the same way.
+        let publish = Failure { reason: RetryReason::PublishFailed, message: "timed out".into() };
+        assert_eq!(after_failure(&env, 3, publish.clone()), Err(publish));
+    }
+
+    #[test]
+    fn a_bad_frame_is_judged_from_its_envelope() {
+        let env = parse("frames.cam-1", &good_headers(), b"");
+        let e = env.meta.as_ref().unwrap_err();
+        assert_eq!(e.error_kind(), ErrorKind::EmptyPayload);
+    }
+
+    #[test]
+    fn emulation_and_timings() {
+        let inference = Duration::from_millis(100);
+        assert_eq!(emulated_delay(inference, 1.0), Duration::ZERO);
+        assert_eq!(emulated_delay(inference, 3.0), Duration::from_millis(200));
+        let stages = StageTimings {
+            decode: Duration::from_millis(1),
+            preprocess: Duration::from_millis(2),
+            inference,
+            postprocess: Duration::from_millis(3),
+        };
+        let t = timings(Duration::from_millis(50), &stages, Duration::from_millis(200), Duration::from_millis(310));
+        assert_eq!((t.queue_wait_ms, t.decode_ms, t.inference_ms), (50.0, 1.0, 100.0));
+        assert_eq!((t.emulated_delay_ms, t.total_ms), (200.0, 310.0));
+    }
+
+    #[test]
+    fn error_chains_keep_every_source() {
+        let e = crate::publish::PublishError::Broker { attempts: 2, source: "timed out".into() };
+        assert_eq!(error_chain(&e), "no ack from the stream after 2 attempts: timed out");
+    }
 }

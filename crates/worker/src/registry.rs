@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use edgepool_wire::fleet::{REFRESH, WorkerEntry};
 
-use crate::process::Ctx;
+use crate::ctx::Ctx;
+
+/// Bound on one registry update; a missed one is retried at the next refresh.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on removing the entry at shutdown; if the broker is gone, the entry expires by itself.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Measured numbers from two snapshots of the counters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,15 +73,16 @@ pub(crate) async fn keep_fresh(ctx: Arc<Ctx>, store: kv::Store, shutdown: Cancel
             updated_at: OffsetDateTime::now_utc(),
         };
         match serde_json::to_vec(&entry) {
-            Ok(body) => {
-                if let Err(e) = store.put(ctx.id.as_str(), body.into()).await {
-                    tracing::debug!(error = %e, "fleet registry update failed");
-                }
-            }
+            Ok(body) => match tokio::time::timeout(UPDATE_TIMEOUT, store.put(ctx.id.as_str(), body.into())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "fleet registry update failed"),
+                Err(_) => tracing::debug!("fleet registry update timed out"),
+            },
             Err(e) => tracing::warn!(error = %e, "fleet entry not serializable"),
         }
     }
-    let _ = store.delete(ctx.id.as_str()).await;
+    // Bounded twice: by its own timeout, and by the drain's end.
+    let _ = ctx.drain.bounded(tokio::time::timeout(DELETE_TIMEOUT, store.delete(ctx.id.as_str()))).await;
 }
 
 #[cfg(test)]

@@ -1,8 +1,6 @@
 //! Fault injection for tests: compiled only with the `test-hooks` feature, which only the CLI's
 //! dev-dependencies enable, so release builds cannot be made to panic by a frame header.
 
-use async_nats::jetstream::Message;
-
 use edgepool_nats::header_str;
 
 /// The header a test sets on a frame to make its processing panic: `async` or `blocking`.
@@ -18,8 +16,8 @@ pub(crate) enum PanicPoint {
 }
 
 /// The panic point `msg` asks for, if any.
-pub(crate) fn panic_point(msg: &Message) -> Option<PanicPoint> {
-    match header_str(msg.headers.as_ref(), PANIC_HEADER)?.trim() {
+pub(crate) fn panic_point(headers: Option<&async_nats::HeaderMap>) -> Option<PanicPoint> {
+    match header_str(headers, PANIC_HEADER)?.trim() {
         "async" => Some(PanicPoint::Async),
         "blocking" => Some(PanicPoint::Blocking),
         _ => None,
@@ -32,9 +30,8 @@ pub(crate) fn panic_if(asked: Option<PanicPoint>, here: PanicPoint) {
 }
 
 /// Says loudly that this build reacts to test headers.
-pub(crate) fn warn_compiled_in(worker: &str) {
+pub(crate) fn warn_compiled_in() {
     tracing::warn!(
-        worker,
         header = PANIC_HEADER,
         "test hooks compiled in: frames with this header panic on purpose; never deploy this build"
     );

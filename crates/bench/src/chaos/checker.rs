@@ -87,7 +87,7 @@ impl Observed {
             };
             o.results_by_stream_seq.entry(r.stream_seq).or_default().push(r.clone());
             if let Some(seq) = r.seq {
-                o.results.entry((r.camera.clone(), seq)).or_default().push(r);
+                o.results.entry((r.camera.to_string(), seq)).or_default().push(r);
             }
         }
         for msg in read_stream(js, DEADLETTER).await? {
@@ -110,7 +110,7 @@ impl Observed {
                 if let Ok(r) = serde_json::from_str::<ResultMessage>(line)
                     && let Some(seq) = r.seq
                 {
-                    *o.sink_lines.entry((r.camera, seq)).or_default() += 1;
+                    *o.sink_lines.entry((r.camera.to_string(), seq)).or_default() += 1;
                 }
             }
         }

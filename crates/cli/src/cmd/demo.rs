@@ -135,7 +135,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         return Ok(print_check(&cfg));
     }
     let model_path = cfg.model.resolved_path();
-    let engine = super::worker::load_engine(&model_path, &cfg.detector)?;
+    let engine = edgepool_worker::load_engine(&model_path, &cfg.detector)?;
 
     app::run_with(cfg, "warn", |ctx| async move {
         let (cfg, shutdown) = (&ctx.cfg, ctx.shutdown.clone());

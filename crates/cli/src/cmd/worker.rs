@@ -1,16 +1,14 @@
 //! `edgepool worker`: pull frames from the shared work queue, detect, publish results.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 
-use edgepool_detector::{DetectorConfig, Model};
 use edgepool_runtime::http::{Readiness, probes};
 use edgepool_worker::models::{ModelName, ModelSource};
-use edgepool_worker::{ARCH, Engine, Worker, WorkerMetrics};
+use edgepool_worker::{ARCH, Engine, Worker, WorkerMetrics, load_engine};
 
 use crate::app::{self, Stopped};
 use crate::config::Overrides;
@@ -44,28 +42,6 @@ pub struct WorkerArgs {
     /// Serve /metrics, /healthz and /readyz here (e.g. 0.0.0.0:9100).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-}
-
-/// `ssd_mobilenet_v2_coco@sha256:<first 12 hex digits>` of the model file.
-pub fn model_version(path: &Path) -> anyhow::Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    let digest = h.finalize();
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}@sha256:{hex}", edgepool_detector::MODEL_ID))
-}
-
-/// Loads the model once with the detector settings; `threads` overrides `detector.threads`.
-pub fn load_engine(path: &Path, detector: &DetectorConfig) -> anyhow::Result<Engine> {
-    anyhow::ensure!(
-        path.is_file(),
-        "model not found at {}.\nRun `cargo xtask model` once to download and convert it (or set model.path).",
-        path.display()
-    );
-    let version = model_version(path)?;
-    let model = Model::load(path, detector).with_context(|| format!("loading {}", path.display()))?;
-    Ok(Engine::Model { model, version })
 }
 
 /// The model named by `model.name`, fetched from the MODELS bucket (or the verified cache in
@@ -139,7 +115,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
                 Some(e) => e,
                 None => model_from_nats(&js, cfg, shutdown.clone()).await?,
             };
-            Worker::new(js.clone(), engine, wcfg, metrics).await
+            anyhow::Ok(Worker::new(js.clone(), engine, wcfg, metrics).await?)
         };
         let worker = tokio::select! {
             w = bind => w?,

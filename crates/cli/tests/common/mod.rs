@@ -39,7 +39,7 @@ pub fn engine() -> Engine {
     ENGINE
         .get_or_init(|| {
             let path = edgepool_harness::fixtures::model_path();
-            edgepool::cmd::worker::load_engine(&path, &edgepool_detector::DetectorConfig::default()).unwrap()
+            edgepool_worker::load_engine(&path, &edgepool_detector::DetectorConfig::default()).unwrap()
         })
         .clone()
 }

@@ -9,15 +9,12 @@
 mod push;
 mod source;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use async_nats::jetstream::{self, object_store::ObjectStore};
 
+pub use crate::model_name::ModelName;
+pub(crate) use crate::model_name::{hex, sha256_file_blocking};
 pub use push::{PushChange, Pushed, StoredModel, list, push};
 pub use source::{Fetched, HotSwap, ModelSource};
 
@@ -27,69 +24,6 @@ pub const BUCKET: &str = "MODELS";
 pub const META_SHA256: &str = "edgepool-sha256";
 /// Object metadata key: size of the model file in bytes.
 pub const META_SIZE: &str = "edgepool-size";
-
-/// A model name: the object name in the bucket and the prefix of the cached file and of the
-/// version string. 1 to 128 of `A-Z a-z 0-9 . _ -`, not starting with `.` or `-`, so that it is
-/// always a safe file name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ModelName(String);
-
-impl ModelName {
-    pub fn new(name: impl Into<String>) -> Result<Self, String> {
-        let name = name.into();
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if name.is_empty() || name.len() > 128 || !name.chars().all(ok_char) || name.starts_with(['.', '-']) {
-            return Err(format!(
-                "invalid model name {name:?}: use 1 to 128 of A-Z a-z 0-9 . _ -, not starting with . or -"
-            ));
-        }
-        Ok(Self(name))
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The version string results carry: `<name>@sha256:<first 12 hex digits>`.
-    #[must_use]
-    pub fn version(&self, sha256: &str) -> String {
-        format!("{}@sha256:{}", self.0, sha256.get(..12).unwrap_or(sha256))
-    }
-
-    /// The cached file of one version: `<name>-<sha256>.onnx`.
-    #[must_use]
-    pub fn cache_file(&self, dir: &Path, sha256: &str) -> PathBuf {
-        dir.join(format!("{}-{sha256}.onnx", self.0))
-    }
-}
-
-impl TryFrom<String> for ModelName {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::new(s)
-    }
-}
-
-impl From<ModelName> for String {
-    fn from(n: ModelName) -> String {
-        n.0
-    }
-}
-
-impl FromStr for ModelName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::new(s)
-    }
-}
-
-impl fmt::Display for ModelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What can go wrong with models over NATS. Each variant is a decision: at worker start all of
 /// them stop the worker (Kubernetes restarts it); during a hot-swap the worker keeps the model
@@ -110,8 +44,12 @@ pub enum ModelError {
     )]
     DigestMismatch { name: String, expected: String, actual: String },
     /// Talking to the object store failed (connection, timeout, permissions): try again later.
-    #[error("{what}: {message}")]
-    Store { what: String, message: String },
+    #[error("{what}: {source}")]
+    Store {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -125,8 +63,8 @@ impl ModelError {
         matches!(self, Self::Store { .. } | Self::Io { .. })
     }
 
-    fn store(what: impl Into<String>, e: impl fmt::Display) -> Self {
-        Self::Store { what: what.into(), message: e.to_string() }
+    fn store(what: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Store { what: what.into(), source: Box::new(e) }
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
@@ -153,23 +91,10 @@ pub(crate) async fn open_bucket(js: &jetstream::Context) -> Result<ObjectStore, 
 /// Lowercase hex sha256 and size of a file, hashed on a blocking thread.
 pub(crate) async fn sha256_file(path: &Path) -> Result<(String, u64), ModelError> {
     let p = path.to_owned();
-    let out = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-        let mut f = std::fs::File::open(&p)?;
-        let mut h = Sha256::new();
-        let size = std::io::copy(&mut f, &mut h)?;
-        Ok((hex(&h.finalize()), size))
-    })
-    .await
-    .map_err(|e| ModelError::Io { path: path.to_owned(), source: std::io::Error::other(e) })?;
+    let out = tokio::task::spawn_blocking(move || sha256_file_blocking(&p))
+        .await
+        .map_err(|e| ModelError::Io { path: path.to_owned(), source: std::io::Error::other(e) })?;
     out.map_err(ModelError::io(path))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// A valid digest value: 64 lowercase hex digits.

@@ -109,11 +109,15 @@ impl ModelSource {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
-        let download_err = |e: &dyn fmt::Display| ModelError::store(format!("downloading {}/{name}", super::BUCKET), e);
+        let download_err = |e: std::io::Error| ModelError::store(format!("downloading {}/{name}", super::BUCKET), e);
         loop {
             let n = match tokio::time::timeout(DOWNLOAD_STALL, object.read(&mut buf)).await {
-                Err(_) => return Err(download_err(&format!("no data for {DOWNLOAD_STALL:?}"))),
-                Ok(Err(e)) => return Err(download_err(&e)),
+                Err(_) => {
+                    let stalled =
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no data for {DOWNLOAD_STALL:?}"));
+                    return Err(download_err(stalled));
+                }
+                Ok(Err(e)) => return Err(download_err(e)),
                 Ok(Ok(0)) => break,
                 Ok(Ok(n)) => n,
             };
