@@ -1,22 +1,18 @@
-//! A whole pipeline in one test process: a real nats-server (per test), setup, a sink, workers
-//! running the real model, and publishers. Shared by the integration tests.
+//! What the pipeline tests share beyond the harness: the model loaded once, the photos and the
+//! labels the model finds in each, a second model version, and short forms of the
+//! [`LocalCluster`] calls every test makes (which panic with context instead of returning).
 
-#![allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
-
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use edgepool_camera::{AckResult, Frame, Publisher, PublisherConfig};
-use edgepool_harness::Broker;
-use edgepool_sink::{Sink, SinkConfig, SinkStats};
-use edgepool_wire::{CameraId, ContentType};
-use edgepool_worker::{ARCH, Engine, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use edgepool_harness::LocalCluster;
+use edgepool_nats::NatsConfig;
+use edgepool_wire::{ContentType, ResultMessage};
+use edgepool_worker::{Engine, WorkerConfig, WorkerReport};
 
 /// A second version of the model that still detects the same: the same ONNX bytes plus a
 /// `doc_string` (ModelProto field 6, wire type 2) appended at the end. Protobuf parsers accept
@@ -67,101 +63,60 @@ pub fn expected_labels(photo: &str) -> Vec<&'static str> {
     v
 }
 
-pub struct Pipeline {
-    pub server: Broker,
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
-    pub stop: CancellationToken,
-    pub stats: Arc<SinkStats>,
-    pub sink_task: JoinHandle<anyhow::Result<()>>,
-    pub workers: Vec<(String, CancellationToken, JoinHandle<WorkerReport>)>,
+/// The distinct labels of a result, sorted (to compare with [`expected_labels`]).
+pub fn labels(r: &ResultMessage) -> Vec<&str> {
+    let mut labels: Vec<&str> = r.detections.iter().map(|d| d.label.as_str()).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    labels
 }
 
-impl Pipeline {
-    /// Server + setup + sink, no workers yet.
-    pub async fn start() -> Self {
-        let server = Broker::single().unwrap();
-        let client = async_nats::connect(server.url().as_str()).await.unwrap();
-        let js = jetstream::new(client.clone());
-        edgepool_nats::apply(&js, Default::default()).await.unwrap();
-        let stop = CancellationToken::new();
-        let stats = Arc::new(SinkStats::keeping_ids());
-        let sink = Sink::new(&prometheus::Registry::new(), Arc::clone(&stats)).unwrap();
-        let sink_task = {
-            let (sink, js, stop) = (sink.clone(), js.clone(), stop.clone());
-            tokio::spawn(async move {
-                sink.run(js, SinkConfig { durable: "test-sink".into(), replay: true, ..Default::default() }, stop).await
-            })
-        };
-        while !sink.readiness().get() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Self { server, client, js, stop, stats, sink_task, workers: Vec::new() }
-    }
+/// A local cluster on its own nats-server (setup applied, sink running), no workers yet.
+pub async fn cluster() -> LocalCluster {
+    LocalCluster::start(&NatsConfig::default(), &prometheus::Registry::new()).await.unwrap()
+}
 
-    /// Adds an in-process worker.
-    pub async fn add_worker(&mut self, id: &str, cfg: WorkerConfig, engine: Engine) {
-        let metrics = WorkerMetrics::register(&prometheus::Registry::new(), id, ARCH).unwrap();
-        let cfg = WorkerConfig { id: Some(id.to_owned()), ..cfg };
-        let worker = Worker::new(self.js.clone(), engine, cfg, metrics).await.unwrap();
-        let token = CancellationToken::new();
-        let handle = tokio::spawn(worker.run(token.clone()));
-        self.workers.push((id.to_owned(), token, handle));
-    }
+/// Adds an in-process worker running `engine`.
+pub async fn add_worker(c: &mut LocalCluster, id: &str, cfg: WorkerConfig, engine: Engine) {
+    c.add_worker(id, cfg, engine, &prometheus::Registry::new()).await.unwrap();
+}
 
-    /// Publishes `n` frames from `camera`, cycling through the photos; returns the acked
-    /// `seq → photo` map.
-    pub async fn publish(&self, camera: &str, n: usize, first_seq: u64) -> BTreeMap<u64, String> {
-        let photos = photos();
-        let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
-        let set = Arc::clone(&acked);
-        let mut p =
-            Publisher::new(self.js.clone(), CameraId::new(camera).unwrap(), first_seq, PublisherConfig::default())
-                .on_outcome(move |o| {
-                    if o.result != AckResult::Failed {
-                        set.lock().unwrap().insert(o.seq.0);
-                    }
-                });
-        let mut sent = BTreeMap::new();
-        for i in 0..n {
-            let (name, ct, bytes) = &photos[i % photos.len()];
-            p.publish(Frame::now(bytes.clone(), *ct)).await.unwrap();
-            sent.insert(first_seq + i as u64, name.clone());
-        }
-        let stats = p.flush().await;
-        assert_eq!(stats.failed, 0);
-        let acked = acked.lock().unwrap().clone();
-        sent.retain(|seq, _| acked.contains(seq));
-        sent
-    }
+/// Publishes `n` frames from `camera`, cycling through the photos, seqs from `first_seq`;
+/// returns the acked `seq → photo` map.
+pub async fn publish_photos(c: &LocalCluster, camera: &str, n: usize, first_seq: u64) -> BTreeMap<u64, String> {
+    let photos = photos();
+    let cycle = || photos.iter().cycle().take(n);
+    let acked = c.publish(camera, first_seq, cycle().map(|(_, ct, b)| (*ct, b.clone()))).await.unwrap();
+    (first_seq..)
+        .zip(cycle())
+        .filter(|(seq, _)| acked.contains(seq))
+        .map(|(seq, (name, _, _))| (seq, name.clone()))
+        .collect()
+}
 
-    /// Waits until the sink has at least `n` results (or panics after `timeout`).
-    pub async fn wait_results(&self, n: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.stats.summary().results;
-            if got >= n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "only {got} of {n} results after {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+/// Waits until the sink has at least `n` results (or panics after `timeout`).
+pub async fn wait_results(c: &LocalCluster, n: u64, timeout: Duration) {
+    if let Err(got) = c.wait_results(n, timeout).await {
+        panic!("only {got} of {n} results after {timeout:?}");
     }
+}
 
-    /// Stops workers and sink.
-    pub async fn shutdown(self) -> Vec<WorkerReport> {
-        let mut reports = Vec::new();
-        for (_, token, handle) in self.workers {
-            token.cancel();
-            reports.push(handle.await.unwrap());
-        }
-        self.stop.cancel();
-        self.sink_task.await.unwrap().unwrap();
-        reports
-    }
+/// Frames the workers answered (ok, error or stale), summed over their reports: each counts a
+/// frame once, when its result is published and the frame acked or terminated.
+pub fn answered(reports: &[WorkerReport]) -> u64 {
+    reports.iter().map(|r| r.ok + r.errors + r.stale).sum()
 }
 
 /// Every message currently in `stream` (for checks): the reliability checker's reader.
 pub async fn read_stream(js: &jetstream::Context, stream: &str) -> Vec<async_nats::Message> {
     edgepool_harness::read_stream(js, stream).await.unwrap()
+}
+
+/// Every result currently on DETECTIONS.
+pub async fn results(js: &jetstream::Context) -> Vec<ResultMessage> {
+    read_stream(js, edgepool_nats::DETECTIONS)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.payload).unwrap())
+        .collect()
 }
