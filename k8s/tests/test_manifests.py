@@ -402,39 +402,48 @@ def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
 
 def check_sink_serves(rep: Report, edgepool: str) -> None:
     """Starts the real sink (pointing at a NATS port where nothing listens) and asks it for the
-    paths the probes use: the HTTP endpoint comes up before NATS."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), "EDGEPOOL_NATS_URL": f"nats://127.0.0.1:{dead}"}
-    proc = subprocess.Popen([edgepool, "sink", f"--listen=127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    paths the probes use: the HTTP endpoint comes up before NATS.
+
+    No port is picked by binding and releasing a socket (another process could take it in
+    between): the sink binds port 0 itself and prints the address it got, and the dead NATS port
+    stays bound here, without listening, so connections to it are refused for the whole check."""
     problems, got = [], {}
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(got) < 3:
-            for path in ("/healthz", "/readyz", "/metrics"):
-                if path in got:
-                    continue
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
-                        got[path] = r.status
-                except urllib.error.HTTPError as e:
-                    got[path] = e.code
-                except OSError:
-                    pass
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    finally:
-        proc.terminate()
+    with socket.socket() as dead_socket, tempfile.TemporaryFile() as stderr:
+        dead_socket.bind(("127.0.0.1", 0))
+        dead = dead_socket.getsockname()[1]
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), "EDGEPOOL_NATS_URL": f"nats://127.0.0.1:{dead}"}
+        proc = subprocess.Popen([edgepool, "sink", "--listen=127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            deadline = time.monotonic() + 10
+            base = None
+            while time.monotonic() < deadline and len(got) < 3:
+                if base is None:
+                    stderr.seek(0)
+                    m = re.search(rb"sink: metrics on (http://[0-9.:]+)/metrics", stderr.read())
+                    base = m and m.group(1).decode()
+                for path in ("/healthz", "/readyz", "/metrics") if base else ():
+                    if path in got:
+                        continue
+                    try:
+                        with urllib.request.urlopen(f"{base}{path}", timeout=2) as r:
+                            got[path] = r.status
+                    except urllib.error.HTTPError as e:
+                        got[path] = e.code
+                    except OSError:
+                        pass
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+            if base is None:
+                stderr.seek(0)
+                problems.append(f"the sink never printed its address: {stderr.read()[-2000:].decode(errors='replace')}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     if got.get("/healthz") != 200:
         problems.append(f"/healthz answered {got.get('/healthz')}, want 200")
     if got.get("/readyz") != 503:

@@ -6,7 +6,7 @@ testdata/golden/ holds one input tensor and the raw model outputs for it:
                             edgepool's Rust preprocessing makes it (RGB, bilinear stretch to
                             300x300); stored as u8 because the values are integral 0..255.
                             Regenerate with `EDGEPOOL_BLESS=1 cargo test -p edgepool-detector
-                            --test parity` (the test then rewrites it and fails, to be re-run).
+                            --test it parity::` (the test then rewrites it and fails, to be re-run).
   grace_hopper_boxes.f32    raw little-endian f32, [1,1917,4]
   grace_hopper_scores.f32   raw little-endian f32, [1,1917,91]
   manifest.json             shapes, file names, tolerance and the tool versions used

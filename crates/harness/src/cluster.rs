@@ -1,16 +1,22 @@
 //! A local pipeline in one process, for the demo, the tests and the benchmarks: a broker (a
 //! [`Broker`] of one node unless a URL is given), setup, a sink, and any number of workers, all
-//! sharing one tokio runtime.
+//! sharing one tokio runtime. Frames go in through [`LocalCluster::publish`] (the camera's own
+//! publisher); what came out is in the sink's [`SinkStats`] and, per worker, in the
+//! [`WorkerReport`]s that [`LocalCluster::stop_worker`] and [`LocalCluster::shutdown`] return.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use edgepool_camera::{AckResult, Frame, Publisher, PublisherConfig};
 use edgepool_nats::NatsConfig;
 use edgepool_sink::{Sink, SinkConfig, SinkStats};
+use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{ARCH, Infer, Worker, WorkerConfig, WorkerMetrics, WorkerReport};
 
 use crate::server::{Broker, BrokerOptions, find_server};
@@ -18,7 +24,8 @@ use crate::server::{Broker, BrokerOptions, find_server};
 /// A running local cluster.
 #[derive(Debug)]
 pub struct LocalCluster {
-    /// The broker this cluster started, when no URL was given.
+    /// The broker this cluster started, when no URL was given: kill, stop, restart or freeze it
+    /// to inject a fault (clients reconnect to the same port).
     pub server: Option<Broker>,
     pub client: async_nats::Client,
     pub js: async_nats::jetstream::Context,
@@ -26,6 +33,7 @@ pub struct LocalCluster {
     pub stats: Arc<SinkStats>,
     /// Cancels the sink (workers have their own tokens, so they can stop first).
     pub stop: CancellationToken,
+    url: String,
     sink_task: JoinHandle<anyhow::Result<()>>,
     workers: Vec<(String, CancellationToken, JoinHandle<WorkerReport>)>,
 }
@@ -43,6 +51,7 @@ impl LocalCluster {
         } else {
             None
         };
+        let url = nats.url.clone().unwrap_or_default();
         let client = nats.connect("edgepool-local", false).await.context("connecting to NATS")?;
         let js = async_nats::jetstream::new(client.clone());
         edgepool_nats::apply(&js, edgepool_nats::SetupOptions::default())
@@ -66,7 +75,14 @@ impl LocalCluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(Self { server, client, js, sink, stats, stop, sink_task, workers: Vec::new() })
+        Ok(Self { server, client, js, sink, stats, stop, url, sink_task, workers: Vec::new() })
+    }
+
+    /// The URL the cluster's clients connect to (the embedded broker's, or the one given), for
+    /// processes that should join it (`edgepool worker --nats-url ...`).
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Starts a worker with id `id` (metrics registered in `registry`).
@@ -87,6 +103,50 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Publishes `frames` as camera `camera`, numbered from `first_seq`, through the camera's
+    /// [`Publisher`] (its default retries and in-flight bound), and waits for the last ack.
+    /// Returns the sequence numbers the broker acknowledged; a frame missing there failed after
+    /// the publisher's retries.
+    pub async fn publish(
+        &self,
+        camera: &str,
+        first_seq: u64,
+        frames: impl IntoIterator<Item = (ContentType, Bytes)>,
+    ) -> anyhow::Result<BTreeSet<u64>> {
+        let camera = CameraId::new(camera).with_context(|| format!("camera id {camera:?}"))?;
+        let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+        let record = Arc::clone(&acked);
+        let mut publisher =
+            Publisher::new(self.js.clone(), camera, first_seq, PublisherConfig::default()).on_outcome(move |o| {
+                if o.result != AckResult::Failed {
+                    record.lock().unwrap_or_else(PoisonError::into_inner).insert(o.seq.0);
+                }
+            });
+        for (content_type, payload) in frames {
+            publisher.publish(Frame::now(payload, content_type)).await?;
+        }
+        let _stats = publisher.flush().await;
+        drop(publisher);
+        let acked = std::mem::take(&mut *acked.lock().unwrap_or_else(PoisonError::into_inner));
+        Ok(acked)
+    }
+
+    /// Ids of the workers started and not stopped yet, and whether each is still running (a
+    /// worker task that ended on its own, e.g. after a panic, is `false`).
+    #[must_use]
+    pub fn workers(&self) -> Vec<(&str, bool)> {
+        self.workers.iter().map(|(id, _, handle)| (id.as_str(), !handle.is_finished())).collect()
+    }
+
+    /// Stops worker `id` (drain: in-flight frames are finished and acked) and returns its
+    /// report; `None` when there is no such worker or its task panicked.
+    pub async fn stop_worker(&mut self, id: &str) -> Option<WorkerReport> {
+        let i = self.workers.iter().position(|(w, _, _)| w == id)?;
+        let (_, token, handle) = self.workers.remove(i);
+        token.cancel();
+        handle.await.ok()
+    }
+
     /// Waits until the sink has `n` results; returns when it got there, or the count at timeout.
     pub async fn wait_results(&self, n: u64, timeout: Duration) -> Result<Instant, u64> {
         let deadline = Instant::now() + timeout;
@@ -102,7 +162,7 @@ impl LocalCluster {
         }
     }
 
-    /// Stops every worker (drain) and returns their reports.
+    /// Stops every worker (drain) and returns their reports (each names its worker in `id`).
     pub async fn stop_workers(&mut self) -> Vec<WorkerReport> {
         for (_, token, _) in &self.workers {
             token.cancel();

@@ -176,8 +176,20 @@ impl Broker {
             })
             .collect();
         let mut broker = Self { binary, conf, env: opts.env, nodes: list, dir };
+        if nodes > 1 {
+            // nats-server refuses to start a JetStream cluster node without routes (2.15: "JetStream
+            // cluster requires configured routes"), and routes name the peers' cluster ports, known
+            // only once the peers run. So a first pass without JetStream learns every node's ports,
+            // and each node then starts for good on them, with routes to all the others.
+            for i in 0..nodes {
+                broker.spawn(i, false)?;
+            }
+            for i in 0..nodes {
+                broker.kill(i);
+            }
+        }
         for i in 0..nodes {
-            broker.spawn(i)?;
+            broker.spawn(i, true)?;
         }
         Ok(broker)
     }
@@ -259,10 +271,12 @@ impl Broker {
         fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
     }
 
-    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+    /// Starts node `i` on the ports it had (new ones the first time), with JetStream unless
+    /// `jetstream` is false (the first pass of a cluster's start, see [`Broker::start`]).
+    fn spawn(&mut self, i: usize, jetstream: bool) -> anyhow::Result<()> {
         let clustered = self.nodes.len() > 1;
-        // Routes to every node that already knows its cluster port; the others learn of this
-        // node through them (route gossip), so the mesh forms whatever the start order.
+        // Routes to every other node (after the first pass of a cluster's start, all know their
+        // cluster ports); a node not yet running is retried until it is.
         let routes: Vec<String> = self
             .nodes
             .iter()
@@ -278,14 +292,14 @@ impl Broker {
         let asked = |p: u16| if p == 0 { "-1".to_owned() } else { p.to_string() };
         let log = fs::OpenOptions::new().create(true).append(true).open(&node.log)?;
         let mut cmd = Command::new(&self.binary);
-        cmd.arg("-c")
-            .arg(&self.conf)
-            .args(["-a", "127.0.0.1", "-p", &asked(node.ports.client), "-m", &asked(node.ports.monitor)])
-            .args(["-js", "-sd"])
-            .arg(&node.store)
+        cmd.args(["-a", "127.0.0.1", "-p", &asked(node.ports.client), "-m", &asked(node.ports.monitor)])
             .args(["--server_name", &node.name])
             .arg("--ports_file_dir")
             .arg(&ports_dir);
+        // The configuration enables JetStream itself, so the first pass runs without it.
+        if jetstream {
+            cmd.arg("-c").arg(&self.conf).args(["-js", "-sd"]).arg(&node.store);
+        }
         if clustered {
             let cluster = node.ports.cluster.map_or_else(|| "-1".to_owned(), |p| p.to_string());
             cmd.args(["--cluster_name", "edgepool-local", "--cluster", &format!("nats://127.0.0.1:{cluster}")]);
@@ -396,17 +410,23 @@ impl Broker {
     /// [`Broker::stop`]); call [`Broker::wait_ready`] to wait for JetStream.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         anyhow::ensure!(self.nodes[i].child.is_none(), "node {} is running", self.nodes[i].name);
-        self.spawn(i)
+        self.spawn(i, true)
     }
 
     /// Freezes node `i` (SIGSTOP): it stays up but answers nobody, neither its peers nor its
     /// clients, as if the network around it were cut; TCP connections stay open, so peers and
     /// clients notice only through their ping timeouts, as they would with a real partition.
     /// [`Broker::thaw`] resumes it.
+    /// Returns once every thread of the node has stopped (on Linux), so nothing it answers
+    /// afterwards is a leftover of the moment the signal was in flight.
     pub fn freeze(&mut self, i: usize) {
         if let Some(pid) = self.pid(i) {
             signal(pid, Signal::STOP);
             self.nodes[i].frozen = true;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !all_threads_stopped(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 
@@ -462,6 +482,19 @@ fn own_group_and_die_with_parent(cmd: &mut Command) {
             });
         }
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`); true where
+/// there is no `/proc` to ask.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return true };
+    tasks.filter_map(Result::ok).all(|t| {
+        // `pid (comm) S ...`: the state follows the last ')' (comm may contain anything).
+        fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't'])))
+            .unwrap_or(true)
+    })
 }
 
 fn write_conf(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {

@@ -61,29 +61,12 @@ impl PngColor {
     }
 }
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 0 { c >> 1 } else { 0xEDB8_8320 ^ (c >> 1) };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
 /// CRC-32 as PNG computes it over a chunk's type and data.
-pub(super) fn crc32(parts: &[&[u8]]) -> u32 {
-    let mut c = !0u32;
-    for &b in parts.iter().flat_map(|p| p.iter()) {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+fn crc32(kind: &[u8; 4], data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(kind);
+    h.update(data);
+    h.finalize()
 }
 
 fn push_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
@@ -91,7 +74,7 @@ fn push_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(kind);
     out.extend_from_slice(data);
-    out.extend_from_slice(&crc32(&[kind, data]).to_be_bytes());
+    out.extend_from_slice(&crc32(kind, data).to_be_bytes());
 }
 
 /// A PNG with a valid IHDR for `width` x `height` (any values, even 0 or 2^31-1), one IDAT

@@ -2,17 +2,16 @@
 //! and, after the consumer's `max_deliver`, dead-lettered with kind `panic`. The panics are
 //! injected with the worker's `test-hooks` feature (enabled by this crate's dev-dependencies).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Pipeline, engine, expected_labels, photos, read_stream};
-use edgepool_nats::{DEADLETTER, DETECTIONS, DETECTORS, FRAMES, frame_headers};
+use edgepool_nats::{DEADLETTER, DETECTORS, FRAMES, frame_headers};
 use edgepool_wire::{CameraId, FrameMeta, FrameSeq, ResultMessage, Status, header};
 use edgepool_worker::WorkerConfig;
+
+use crate::common::{
+    add_worker, cluster, engine, expected_labels, labels, photos, publish_photos, read_stream, results, wait_results,
+};
 
 /// The test hook's header (crates/worker/src/test_hooks.rs).
 const PANIC_HEADER: &str = "Edgepool-Test-Panic";
@@ -45,24 +44,23 @@ fn ok_results<'r>(results: &'r [ResultMessage], camera: &str) -> BTreeMap<u64, V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panicking_frames_are_dead_lettered_and_the_only_slot_keeps_serving() {
-    let mut p = Pipeline::start().await;
+    let mut p = cluster().await;
     // One slot: if a panic killed it, nothing after the first panic would be served.
     let cfg = WorkerConfig { slots: 1, nak_delay: Duration::from_millis(200), ..Default::default() };
-    p.add_worker("w", cfg, engine()).await;
+    add_worker(&mut p, "w", cfg, engine()).await;
 
-    let before = p.publish("cam-a", 3, 1).await;
+    let before = publish_photos(&p, "cam-a", 3, 1).await;
     publish_panicking(&p.js, 1, "async").await;
     publish_panicking(&p.js, 2, "blocking").await;
     // Both panic frames go through all their deliveries before the next good frames arrive.
-    p.wait_results(before.len() as u64 + 2, Duration::from_secs(30)).await;
-    let after = p.publish("cam-a", 3, 100).await;
+    wait_results(&p, before.len() as u64 + 2, Duration::from_secs(30)).await;
+    let after = publish_photos(&p, "cam-a", 3, 100).await;
     assert_eq!((before.len(), after.len()), (3, 3), "every frame acked by the broker");
-    p.wait_results(8, Duration::from_secs(30)).await;
+    wait_results(&p, 8, Duration::from_secs(30)).await;
     // Give a wrong second result or dead letter time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let results: Vec<ResultMessage> =
-        read_stream(&p.js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    let results = results(&p.js).await;
     assert_eq!(results.len(), 8, "one result per frame: {results:#?}");
 
     let good = ok_results(&results, "cam-a");
@@ -70,10 +68,7 @@ async fn panicking_frames_are_dead_lettered_and_the_only_slot_keeps_serving() {
     assert_eq!(good.keys().collect::<Vec<_>>(), sent.keys().collect::<Vec<_>>(), "every good frame has a result");
     for (seq, rs) in &good {
         assert_eq!(rs.len(), 1, "exactly one result for cam-a seq {seq}");
-        let mut labels: Vec<&str> = rs[0].detections.iter().map(|d| d.label.as_str()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels, expected_labels(&sent[seq]), "labels of {} (seq {seq})", sent[seq]);
+        assert_eq!(labels(rs[0]), expected_labels(&sent[seq]), "labels of {} (seq {seq})", sent[seq]);
     }
 
     let letters = read_stream(&p.js, DEADLETTER).await;
@@ -105,7 +100,7 @@ async fn panicking_frames_are_dead_lettered_and_the_only_slot_keeps_serving() {
     let frames = p.js.get_stream(FRAMES).await.unwrap().get_info().await.unwrap();
     assert_eq!(frames.state.messages, 0, "the work queue is empty");
 
-    assert!(!p.workers[0].2.is_finished(), "the worker is still running");
+    assert_eq!(p.workers(), [("w", true)], "the worker is still running");
     let reports = tokio::time::timeout(Duration::from_secs(15), p.shutdown()).await.expect("clean shutdown");
     let r = &reports[0];
     assert_eq!((r.ok, r.errors, r.stale), (6, 2, 0), "{r:?}");

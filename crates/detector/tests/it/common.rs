@@ -1,7 +1,5 @@
 //! Shared helpers of the detector's integration tests: one loaded model per test binary.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use std::sync::OnceLock;
 
 use edgepool_detector::{DetectorConfig, Model, Output};

@@ -1,34 +1,20 @@
 //! Untrusted bytes never panic and never allocate image-sized buffers before the limits are
 //! checked; each kind of bad input maps to its typed, poison error.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{model, photo_bytes};
+use crate::common::{model, photo_bytes};
 use edgepool_detector::{DecodeLimits, DetectError, DetectorConfig, Model};
-
-/// CRC-32 (IEEE) as PNG chunks need it.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
 
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
     let mut body = kind.to_vec();
     body.extend_from_slice(data);
     out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
 }
 
-/// A valid PNG header declaring `width`x`height` RGB8, then an empty IDAT and IEND.
+/// A valid PNG header declaring `width`x`height` RGB8, then an empty IDAT and IEND. Its CRCs
+/// are right: the detector reads its size (a wrong CRC would make it corrupt, see
+/// `a_png_chunk_with_a_wrong_crc_is_corrupt`).
 fn png_header_only(width: u32, height: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
@@ -43,11 +29,6 @@ fn png_header_only(width: u32, height: u32) -> Vec<u8> {
 
 fn detect_err(bytes: &[u8]) -> DetectError {
     model().session().detect(bytes).unwrap_err()
-}
-
-#[test]
-fn crc_is_right() {
-    assert_eq!(crc32(b"IEND"), 0xAE42_6082);
 }
 
 #[test]
@@ -98,12 +79,39 @@ fn random_bytes_after_a_jpeg_header_are_corrupt() {
     assert!(matches!(detect_err(&bytes), DetectError::Corrupt(_)));
 }
 
+/// Flips one bit of the CRC of the first chunk of type `kind`.
+fn break_crc(png: &mut [u8], kind: &[u8; 4]) {
+    let at = png.windows(4).position(|w| w == kind).unwrap();
+    let len = u32::from_be_bytes(png[at - 4..at].try_into().unwrap()) as usize;
+    png[at + 4 + len] ^= 0x10;
+}
+
 #[test]
 fn huge_png_header_is_refused_before_decoding() {
     let e = detect_err(&png_header_only(100_000, 100_000));
     assert_eq!(e, DetectError::TooManyPixels { width: 100_000, height: 100_000, max: 40_000_000 });
     assert_eq!(e.kind(), "too_many_pixels");
     assert!(e.is_poison());
+}
+
+#[test]
+fn a_png_chunk_with_a_wrong_crc_is_corrupt() {
+    // A real photo that decodes, then the same bytes with one CRC bit flipped in the header or
+    // in the image data: the decoder verifies every chunk, so neither is detected on.
+    let good = photo_bytes("coffee.png");
+    assert!(model().session().detect(&good).is_ok());
+    for kind in [b"IHDR", b"IDAT"] {
+        let mut bad = good.clone();
+        break_crc(&mut bad, kind);
+        let e = detect_err(&bad);
+        assert!(matches!(e, DetectError::Corrupt(_)), "{}: {e:?}", String::from_utf8_lossy(kind));
+        assert!(e.is_poison());
+    }
+    // The size check reads only a verified header: the huge header above with its CRC broken is
+    // corrupt, not "too many pixels" (so a bit flipped in transit is not mistaken for a bomb).
+    let mut huge = png_header_only(100_000, 100_000);
+    break_crc(&mut huge, b"IHDR");
+    assert!(matches!(detect_err(&huge), DetectError::Corrupt(_)));
 }
 
 #[test]
@@ -124,11 +132,11 @@ fn zero_sized_png_is_corrupt() {
 #[test]
 fn limits_come_from_the_config() {
     let cfg = DetectorConfig { limits: DecodeLimits { max_bytes: 1000, max_pixels: 1000 }, ..Default::default() };
-    let small = Model::load(&common::model_path(), &cfg).unwrap();
+    let small = Model::load(&crate::common::model_path(), &cfg).unwrap();
     let mut s = small.session();
     let jpeg = photo_bytes("grace_hopper.jpg");
     assert_eq!(s.detect(&jpeg).unwrap_err(), DetectError::TooLarge { bytes: jpeg.len(), max: 1000 });
-    let tiny = common::png(&image::DynamicImage::new_rgb8(40, 30));
+    let tiny = crate::common::png(&image::DynamicImage::new_rgb8(40, 30));
     assert!(tiny.len() <= 1000);
     assert_eq!(s.detect(&tiny).unwrap_err(), DetectError::TooManyPixels { width: 40, height: 30, max: 1000 });
 }
@@ -158,5 +166,5 @@ fn missing_model_says_what_to_do() {
     let e = Model::load(std::path::Path::new("/nonexistent/model.onnx"), &DetectorConfig::default()).unwrap_err();
     assert!(e.to_string().contains("cargo xtask model"), "{e}");
     let bad = DetectorConfig { threads: 0, ..Default::default() };
-    assert!(Model::load(&common::model_path(), &bad).is_err());
+    assert!(Model::load(&crate::common::model_path(), &bad).is_err());
 }

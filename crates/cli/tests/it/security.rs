@@ -5,10 +5,6 @@
 //! the data it aimed at is unchanged (checked as admin) or the server logged the violation.
 //! docs/security.md describes the roles; this file is its proof.
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
-
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -287,7 +283,8 @@ async fn worker_processes_a_frame_end_to_end_with_least_privilege() {
     // The worker, as its own user, with the real model.
     let metrics = WorkerMetrics::register(&prometheus::Registry::new(), "w1", ARCH).unwrap();
     let cfg = WorkerConfig { id: Some("w1".into()), ..WorkerConfig::default() };
-    let worker = Worker::new(jetstream::new(s.connect("worker").await), common::engine(), cfg, metrics).await.unwrap();
+    let worker =
+        Worker::new(jetstream::new(s.connect("worker").await), crate::common::engine(), cfg, metrics).await.unwrap();
     let worker_stop = CancellationToken::new();
     let worker_task = tokio::spawn(worker.run(worker_stop.clone()));
 
@@ -587,7 +584,7 @@ async fn worker_reads_models_by_name_but_cannot_change_the_bucket() {
 
     // A new version pushed by the admin reaches the worker through its watch.
     let tmp = tempfile::tempdir().unwrap();
-    let v2 = models::push(&pusher, &common::second_model_version(tmp.path()), &name, 1).await.unwrap();
+    let v2 = models::push(&pusher, &crate::common::second_model_version(tmp.path()), &name, 1).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while engine.version() != name.version(&v2.sha256) {
         assert!(Instant::now() < deadline, "no hot-swap to v2 within 60 s:\n{}", s.server.log(0));

@@ -1,22 +1,21 @@
 //! The live capacity registry: workers register in the fleet bucket with measured rates, and
 //! `edgepool status` turns that into shares and sizing hints.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Pipeline, engine};
 use edgepool_worker::WorkerConfig;
+
+use crate::common::{add_worker, cluster, engine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_register_measured_capacity_and_status_reports_the_fleet() {
-    let mut p = Pipeline::start().await;
-    p.add_worker("quick", WorkerConfig { label: Some("laptop".into()), ..Default::default() }, engine()).await;
-    p.add_worker("slowpoke", WorkerConfig { slowdown: 4.0, ..Default::default() }, engine()).await;
+    let mut p = cluster().await;
+    add_worker(&mut p, "quick", WorkerConfig { label: Some("laptop".into()), ..Default::default() }, engine()).await;
+    add_worker(&mut p, "slowpoke", WorkerConfig { slowdown: 4.0, ..Default::default() }, engine()).await;
     let publishing = {
         let js = p.js.clone();
         tokio::spawn(async move {
-            let photos = common::photos();
+            let photos = crate::common::photos();
             let mut pb = edgepool_camera::Publisher::new(
                 js,
                 edgepool_wire::CameraId::new("fleet").unwrap(),
@@ -42,12 +41,22 @@ async fn workers_register_measured_capacity_and_status_reports_the_fleet() {
     let (qc, sc) = (quick.capacity_fps.unwrap(), slow.capacity_fps.unwrap());
     assert!(qc > 2.0 * sc, "the 4x slower worker measures clearly less capacity: {qc:.2} vs {sc:.2}");
     assert!(s.publish_fps > 3.0 && s.publish_fps < 15.0, "publish rate {}", s.publish_fps);
+    // The fleet rate is what the workers measured over their last refresh interval: positive,
+    // since frames flowed through it, and not above what their capacities allow (beyond the one
+    // frame per slot that straddles the interval's start: its whole busy time counts in it).
+    assert!(s.fleet_fps > 0.0, "frames flowed, yet the fleet reports no rate: {s:?}");
+    assert!(quick.fps > 0.0 && quick.frames_total > 0 && slow.frames_total > 0, "{s:?}");
+    assert!((s.fleet_fps - (quick.fps + slow.fps)).abs() < 1e-9, "the fleet rate is the workers' sum: {s:?}");
+    for w in [quick, slow] {
+        assert!(w.fps <= 2.0 * w.capacity_fps.unwrap(), "{} does more than it can: {w:?}", w.id);
+    }
+    assert!(p.stats.summary().results > 0, "the sink got results");
     let total: f64 = s.share.values().sum();
-    assert!((total - 1.0).abs() < 1e-6 || s.fleet_fps == 0.0);
+    assert!((total - 1.0).abs() < 1e-6, "shares of a working fleet add up to 1: {:?}", s.share);
     assert_eq!(s.sizing.len(), 1, "one arch on this machine");
     assert!(s.sizing[0].replicas_alone.is_some());
     // `edgepool top --once` shows the same fleet from another process.
-    let url = p.server.url();
+    let url = p.url().to_owned();
     let top = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_edgepool"))
             .args(["top", "--once", "--nats-url", &url])
@@ -64,9 +73,8 @@ async fn workers_register_measured_capacity_and_status_reports_the_fleet() {
 
     publishing.abort();
     // A stopped worker removes its entry at once instead of waiting for the TTL.
-    let (_, token, handle) = p.workers.remove(0);
-    token.cancel();
-    handle.await.unwrap();
+    let report = p.stop_worker("quick").await.unwrap();
+    assert!(report.ok > 0, "{report:?}");
     let kv = p.js.get_key_value(edgepool_wire::fleet::BUCKET).await.unwrap();
     assert!(kv.get("quick").await.unwrap().is_none(), "the stopped worker's entry is gone");
     assert!(kv.get("slowpoke").await.unwrap().is_some());

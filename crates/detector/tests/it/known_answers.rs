@@ -1,11 +1,7 @@
 //! The real model on the test photos gives the documented answers (docs/model.md), and every
 //! pixel format decodes to the same answer as its 8-bit RGB equivalent.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
-use common::{detect, photo_bytes, png};
+use crate::common::{detect, photo_bytes, png};
 use edgepool_detector::{BBox, Detection};
 
 /// Labels and scores exactly as listed, in order, scores within 0.02.
@@ -115,7 +111,7 @@ fn pixel_formats_give_identical_answers() {
 /// A session reused across frames of different sizes gives the same answers as fresh ones.
 #[test]
 fn session_reuse_is_stateless() {
-    let mut s = common::model().session();
+    let mut s = crate::common::model().session();
     for name in ["coffee.png", "grace_hopper.jpg", "chelsea.png", "coffee.png"] {
         let bytes = photo_bytes(name);
         assert_eq!(s.detect(&bytes).unwrap().detections, detect(&bytes).detections, "{name}");

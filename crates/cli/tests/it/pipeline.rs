@@ -1,40 +1,37 @@
 //! End-to-end tests of the pipeline against a real nats-server and the real model.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use common::{Pipeline, engine, expected_labels, read_stream};
-use edgepool_nats::{Change, DEADLETTER, DETECTIONS, DETECTORS, FRAMES};
-use edgepool_wire::{ResultMessage, Status, header};
+use edgepool_nats::{Change, DEADLETTER, DETECTORS, FRAMES};
+use edgepool_wire::{Status, header};
 use edgepool_worker::WorkerConfig;
+
+use crate::common::{
+    add_worker, answered, cluster, engine, expected_labels, labels, publish_photos, read_stream, results, wait_results,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_cameras_two_workers_give_exactly_one_right_result_per_frame() {
-    let mut p = Pipeline::start().await;
-    p.add_worker("fast", WorkerConfig::default(), engine()).await;
-    p.add_worker("slow", WorkerConfig { slowdown: 2.0, ..Default::default() }, engine()).await;
+    let mut p = cluster().await;
+    add_worker(&mut p, "fast", WorkerConfig::default(), engine()).await;
+    add_worker(&mut p, "slow", WorkerConfig { slowdown: 2.0, ..Default::default() }, engine()).await;
 
-    let (a, b) = tokio::join!(p.publish("cam-a", 12, 1), p.publish("cam-b", 12, 1000));
+    let (a, b) = tokio::join!(publish_photos(&p, "cam-a", 12, 1), publish_photos(&p, "cam-b", 12, 1000));
     assert_eq!((a.len(), b.len()), (12, 12), "every frame acked by the broker");
-    p.wait_results(24, Duration::from_secs(120)).await;
+    wait_results(&p, 24, Duration::from_secs(120)).await;
     // Give a wrong second result time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let results: Vec<ResultMessage> =
-        read_stream(&p.js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    let results = results(&p.js).await;
     assert_eq!(results.len(), 24, "exactly one result per frame in DETECTIONS");
     let mut workers = HashMap::new();
     for r in &results {
         assert_eq!(r.status, Status::Ok, "{r:?}");
         let sent = if r.camera == "cam-a" { &a } else { &b };
         let photo = &sent[&r.seq.unwrap()];
-        let mut labels: Vec<&str> = r.detections.iter().map(|d| d.label.as_str()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels, expected_labels(photo), "labels of {photo} (camera {} seq {:?})", r.camera, r.seq);
+        assert_eq!(labels(r), expected_labels(photo), "labels of {photo} (camera {} seq {:?})", r.camera, r.seq);
         assert!(r.width > 0 && r.height > 0);
         assert!(r.model.starts_with("ssd_mobilenet_v2_coco@sha256:"), "{}", r.model);
         *workers.entry(r.worker.clone()).or_insert(0) += 1;
@@ -45,7 +42,13 @@ async fn two_cameras_two_workers_give_exactly_one_right_result_per_frame() {
 
     let frames = p.js.get_stream(FRAMES).await.unwrap().get_info().await.unwrap();
     assert_eq!(frames.state.messages, 0, "the work queue is empty once every frame is acked");
-    p.shutdown().await;
+
+    // DETECTIONS deduplicates results by frame id within its duplicate window, so a frame
+    // processed twice would still show one result above: the workers' own counts would not.
+    let reports = p.shutdown().await;
+    assert_eq!(reports.len(), 2);
+    assert_eq!(answered(&reports), 24, "each frame processed exactly once: {reports:?}");
+    assert!(reports.iter().all(|r| r.ok > 0 && r.errors == 0 && r.stale == 0 && r.naks == 0), "{reports:?}");
 }
 
 #[tokio::test]
@@ -85,8 +88,8 @@ fn frame_headers(seq: &str, content_type: &str) -> HeaderMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serving() {
-    let mut p = Pipeline::start().await;
-    p.add_worker("w", WorkerConfig::default(), engine()).await;
+    let mut p = cluster().await;
+    add_worker(&mut p, "w", WorkerConfig::default(), engine()).await;
     let js = &p.js;
     let jpeg = std::fs::read(edgepool_harness::fixtures::photo("grace_hopper.jpg")).unwrap();
 
@@ -107,10 +110,9 @@ async fn bad_frames_get_error_results_and_dead_letters_and_the_worker_keeps_serv
     for (subject, h, payload, _) in &cases {
         js.publish_with_headers(subject.to_string(), h.clone(), payload.clone().into()).await.unwrap().await.unwrap();
     }
-    p.wait_results(cases.len() as u64, Duration::from_secs(60)).await;
+    wait_results(&p, cases.len() as u64, Duration::from_secs(60)).await;
 
-    let results: Vec<ResultMessage> =
-        read_stream(js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    let results = results(js).await;
     let letters = read_stream(js, DEADLETTER).await;
     assert_eq!(results.len(), cases.len());
     assert_eq!(letters.len(), cases.len() - 1, "every bad frame is dead-lettered");

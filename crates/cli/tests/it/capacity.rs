@@ -2,16 +2,16 @@
 //! not in fetch batches, not in pending pull requests, not in buffers — even when the queue is
 //! deep. This is what lets a slow device take only its share.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Pipeline, engine};
+use edgepool_harness::LocalCluster;
 use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_worker::WorkerConfig;
 
+use crate::common::{add_worker, cluster, engine, publish_photos, wait_results};
+
 /// Samples the consumer for `window`; returns the largest (ack pending, waiting pulls) seen.
-async fn max_held(p: &Pipeline, window: Duration) -> (u64, u64, u64) {
+async fn max_held(p: &LocalCluster, window: Duration) -> (u64, u64, u64) {
     let stream = p.js.get_stream(FRAMES).await.unwrap();
     let (mut held, mut waiting, mut samples) = (0, 0, 0);
     let end = Instant::now() + window;
@@ -28,19 +28,19 @@ async fn max_held(p: &Pipeline, window: Duration) -> (u64, u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_one_slot_worker_holds_at_most_one_frame_while_the_queue_is_deep() {
-    let mut p = Pipeline::start().await;
-    let sent = p.publish("deep", 40, 1).await;
+    let mut p = cluster().await;
+    let sent = publish_photos(&p, "deep", 40, 1).await;
     assert_eq!(sent.len(), 40);
 
-    p.add_worker("slow", WorkerConfig { slots: 1, slowdown: 8.0, ..Default::default() }, engine()).await;
-    p.wait_results(1, Duration::from_secs(60)).await;
+    add_worker(&mut p, "slow", WorkerConfig { slots: 1, slowdown: 8.0, ..Default::default() }, engine()).await;
+    wait_results(&p, 1, Duration::from_secs(60)).await;
     let (held, waiting, samples) = max_held(&p, Duration::from_secs(3)).await;
     assert!(samples > 20, "{samples} samples");
     assert_eq!(held, 1, "a 1-slot worker holds exactly one frame, never more (max ack pending seen: {held})");
     assert!(waiting <= 1, "at most one pull request outstanding per slot, saw {waiting}");
 
     // A second worker with 2 slots: the fleet holds at most 1 + 2.
-    p.add_worker("fast", WorkerConfig { slots: 2, ..Default::default() }, engine()).await;
+    add_worker(&mut p, "fast", WorkerConfig { slots: 2, ..Default::default() }, engine()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (held, waiting, _) = max_held(&p, Duration::from_secs(2)).await;
     assert!(held <= 3, "fleet of 1 + 2 slots held {held} frames");

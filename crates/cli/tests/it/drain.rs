@@ -1,20 +1,19 @@
 //! SIGTERM drain: a worker process told to stop finishes and acks what it holds, so nothing is
 //! redelivered and nothing is lost.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Pipeline, engine};
 use edgepool_nats::{DETECTORS, FRAMES};
 use edgepool_worker::WorkerConfig;
 
+use crate::common::{add_worker, cluster, engine, publish_photos, wait_results};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_in_flight_frames_without_redelivery() {
-    let mut p = Pipeline::start().await;
+    let mut p = cluster().await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgepool"))
-        .args(["worker", "--id", "draining", "--slots", "2", "--slowdown", "3", "--nats-url", &p.server.url()])
+        .args(["worker", "--id", "draining", "--slots", "2", "--slowdown", "3", "--nats-url", p.url()])
         .arg("--model")
         .arg(edgepool_harness::fixtures::model_path())
         .env("RUST_LOG", "info")
@@ -23,9 +22,9 @@ async fn sigterm_under_load_finishes_in_flight_frames_without_redelivery() {
         .spawn()
         .unwrap();
 
-    let sent = p.publish("cam-d", 12, 1).await;
+    let sent = publish_photos(&p, "cam-d", 12, 1).await;
     assert_eq!(sent.len(), 12);
-    p.wait_results(2, Duration::from_secs(60)).await;
+    wait_results(&p, 2, Duration::from_secs(60)).await;
 
     // Under load: the worker holds frames right now.
     let consumer = p.js.get_stream(FRAMES).await.unwrap().consumer_info(DETECTORS).await.unwrap();
@@ -50,8 +49,8 @@ async fn sigterm_under_load_finishes_in_flight_frames_without_redelivery() {
     assert!(done_by_first >= 2);
 
     // Another worker takes the rest: every frame has exactly one result, none redelivered.
-    p.add_worker("successor", WorkerConfig::default(), engine()).await;
-    p.wait_results(12, Duration::from_secs(120)).await;
+    add_worker(&mut p, "successor", WorkerConfig::default(), engine()).await;
+    wait_results(&p, 12, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = p.stats.summary();
     assert_eq!((s.results, s.duplicates), (12, 0));

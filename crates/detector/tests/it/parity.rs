@@ -6,16 +6,12 @@
 //! blessed run is never mistaken for a passing one); then regenerate the outputs with
 //! `python tools/model/golden.py make --model <model>`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::PathBuf;
 
-use common::{model, photo_bytes};
+use crate::common::{model, photo_bytes};
 
 fn golden(file: &str) -> PathBuf {
-    common::workspace_root().join("testdata/golden").join(file)
+    crate::common::workspace_root().join("testdata/golden").join(file)
 }
 
 fn read_f32le(file: &str) -> Vec<f32> {
@@ -73,7 +69,7 @@ fn tract_matches_onnxruntime_golden_outputs() {
 #[test]
 fn threads_do_not_change_the_outputs() {
     let cfg = edgepool_detector::DetectorConfig { threads: 2, ..Default::default() };
-    let two = edgepool_detector::Model::load(&common::model_path(), &cfg).unwrap();
+    let two = edgepool_detector::Model::load(&crate::common::model_path(), &cfg).unwrap();
     let input = committed_input();
     let (b1, s1) = model().session().run_tensor(&input).unwrap();
     let (b2, s2) = two.session().run_tensor(&input).unwrap();

@@ -1,14 +1,13 @@
 //! Interop: a Python nats-py producer and subscriber talk to the pipeline using only
 //! docs/wire.md, and validate every result against docs/result.schema.json.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Pipeline, engine, expected_labels};
 use edgepool_worker::WorkerConfig;
+
+use crate::common::{add_worker, cluster, engine, expected_labels};
 
 /// The Python with nats-py and jsonschema: `$EDGEPOOL_TEST_PYTHON`, else the tools venv that
 /// `cargo xtask tools` makes. Missing is a failure with instructions, not a skip.
@@ -23,10 +22,10 @@ fn python() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_py_producer_and_subscriber_follow_the_documented_contract() {
-    let mut p = Pipeline::start().await;
-    p.add_worker("w1", WorkerConfig::default(), engine()).await;
+    let mut p = cluster().await;
+    add_worker(&mut p, "w1", WorkerConfig::default(), engine()).await;
     let root = edgepool_harness::fixtures::workspace_root();
-    let url = p.server.url();
+    let url = p.url().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(root.join("crates/cli/tests/interop/nats_py_client.py"))

@@ -1,24 +1,21 @@
 //! Models over NATS against a real nats-server: push, load by name, digest verification and
 //! hot-swap under load (docs/models.md).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, object_store::ObjectMetadata};
-use common::{Pipeline, expected_labels, read_stream};
 use edgepool::config::{Config, ModelConfig};
 use edgepool_harness::Broker;
-use edgepool_nats::{DETECTIONS, FRAMES};
-use edgepool_wire::{ResultMessage, Status};
+use edgepool_nats::FRAMES;
+use edgepool_wire::Status;
 use edgepool_worker::models::{self, META_SHA256, META_SIZE, ModelError, ModelName, ModelSource, PushChange};
 use edgepool_worker::{Engine, WorkerConfig};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{add_worker, cluster, expected_labels, labels, publish_photos, results, wait_results};
 
 const NAME: &str = "ssd_mobilenet_v2_coco";
 
@@ -99,7 +96,7 @@ async fn push_stores_digest_and_size_and_the_same_bytes_twice_are_a_no_op() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_loads_the_model_by_name_and_results_name_its_version() {
-    let mut p = Pipeline::start().await;
+    let mut p = cluster().await;
     let cache = tempfile::tempdir().unwrap();
     let pushed = models::push(&p.js, &edgepool_harness::fixtures::model_path(), &ModelName::new(NAME).unwrap(), 1)
         .await
@@ -113,20 +110,16 @@ async fn worker_loads_the_model_by_name_and_results_name_its_version() {
         .unwrap();
     assert_eq!(engine.version(), version);
     assert_eq!(files(cache.path()), [format!("{NAME}-{}.onnx", pushed.sha256)], "cached as <name>-<sha256>.onnx");
-    p.add_worker("by-name", WorkerConfig::default(), engine).await;
+    add_worker(&mut p, "by-name", WorkerConfig::default(), engine).await;
 
-    let sent = p.publish("cam-m", 6, 1).await;
-    p.wait_results(6, Duration::from_secs(120)).await;
-    let results: Vec<ResultMessage> =
-        read_stream(&p.js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    let sent = publish_photos(&p, "cam-m", 6, 1).await;
+    wait_results(&p, 6, Duration::from_secs(120)).await;
+    let results = results(&p.js).await;
     assert_eq!(results.len(), 6);
     for r in &results {
         assert_eq!(r.status, Status::Ok, "{r:?}");
         assert_eq!(r.model, version);
-        let mut labels: Vec<&str> = r.detections.iter().map(|d| d.label.as_str()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels, expected_labels(&sent[&r.seq.unwrap()]));
+        assert_eq!(labels(r), expected_labels(&sent[&r.seq.unwrap()]));
     }
 
     // A restart finds the verified file in the cache and downloads nothing.
@@ -205,11 +198,11 @@ async fn a_digest_mismatch_is_refused_and_a_corrupt_cache_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ran() {
-    let mut p = Pipeline::start().await;
+    let mut p = cluster().await;
     let tmp = tempfile::tempdir().unwrap();
     let name = ModelName::new(NAME).unwrap();
     let v1 = models::push(&p.js, &edgepool_harness::fixtures::model_path(), &name, 1).await.unwrap();
-    let v2_file = common::second_model_version(tmp.path());
+    let v2_file = crate::common::second_model_version(tmp.path());
 
     let watching = CancellationToken::new();
     let cfg = worker_config(NAME, &tmp.path().join("cache"));
@@ -217,10 +210,10 @@ async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ra
     let Engine::Live(live) = engine.clone() else { panic!("a model by name is a live engine") };
     // One slot: processing order is result order, so "before" and "after" the swap are exact.
     let wcfg = WorkerConfig { slots: 1, stale_after: Duration::from_secs(600), ..Default::default() };
-    p.add_worker("swapper", wcfg, engine).await;
+    add_worker(&mut p, "swapper", wcfg, engine).await;
 
-    let mut sent = p.publish("cam-h", 10, 1).await;
-    p.wait_results(3, Duration::from_secs(120)).await;
+    let mut sent = publish_photos(&p, "cam-h", 10, 1).await;
+    wait_results(&p, 3, Duration::from_secs(120)).await;
     let push = {
         let (js, name, file) = (p.js.clone(), name.clone(), v2_file.clone());
         tokio::spawn(async move { models::push(&js, &file, &name, 1).await })
@@ -231,7 +224,7 @@ async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ra
     while swapped_at_seq.is_none() {
         assert!(Instant::now() < deadline, "the worker never swapped to v2");
         let next = *sent.keys().next_back().unwrap() + 1;
-        sent.extend(p.publish("cam-h", 1, next).await);
+        sent.extend(publish_photos(&p, "cam-h", 1, next).await);
         tokio::time::sleep(Duration::from_millis(250)).await;
         if !live.current().version.contains(&v1.sha256[..12]) {
             swapped_at_seq = Some(*sent.keys().next_back().unwrap() + 1);
@@ -240,23 +233,19 @@ async fn hot_swap_under_load_loses_no_frame_and_results_name_the_version_that_ra
     let v2 = push.await.unwrap().unwrap();
     assert!(matches!(v2.change, PushChange::Updated { .. }), "{v2:?}");
     let first_after = swapped_at_seq.unwrap();
-    sent.extend(p.publish("cam-h", 10, first_after).await);
+    sent.extend(publish_photos(&p, "cam-h", 10, first_after).await);
     let total = sent.len() as u64;
-    p.wait_results(total, Duration::from_secs(180)).await;
+    wait_results(&p, total, Duration::from_secs(180)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let (v1_name, v2_name) = (name.version(&v1.sha256), name.version(&v2.sha256));
-    let mut results: Vec<ResultMessage> =
-        read_stream(&p.js, DETECTIONS).await.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    let mut results = results(&p.js).await;
     results.sort_by_key(|r| r.processed_at);
     let mut per_seq: BTreeMap<u64, usize> = BTreeMap::new();
     for r in &results {
         assert_eq!(r.status, Status::Ok, "{r:?}");
         *per_seq.entry(r.seq.unwrap()).or_default() += 1;
-        let mut labels: Vec<&str> = r.detections.iter().map(|d| d.label.as_str()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels, expected_labels(&sent[&r.seq.unwrap()]), "{} detects like v1", r.model);
+        assert_eq!(labels(r), expected_labels(&sent[&r.seq.unwrap()]), "{} detects like v1", r.model);
     }
     assert_eq!(per_seq.keys().copied().collect::<Vec<_>>(), sent.keys().copied().collect::<Vec<_>>());
     assert!(per_seq.values().all(|&n| n == 1), "exactly one result per frame: {per_seq:?}");

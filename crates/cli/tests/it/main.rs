@@ -1,0 +1,21 @@
+//! The `edgepool` crate's integration tests, one binary (so `common` and the model load once):
+//! each module runs the pipeline, or a part of it, against real nats-servers started by
+//! `edgepool_harness`, with the real model.
+//!
+//! - [`pipeline`]: end to end, setup, bad frames; [`capacity`]: a worker holds no more frames
+//!   than slots; [`fleet`]: the capacity registry and `edgepool status`/`top`.
+//! - [`drain`]: SIGTERM drain of a worker process; [`panic`]: a panicking frame costs no slot.
+//! - [`models`]: models over NATS and hot-swap; [`security`]: the shipped auth and TLS setup;
+//!   [`interop`]: a Python client that knows only docs/wire.md.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+mod capacity;
+mod common;
+mod drain;
+mod fleet;
+mod interop;
+mod models;
+mod panic;
+mod pipeline;
+mod security;
