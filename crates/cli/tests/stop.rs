@@ -6,9 +6,10 @@
 //! hold one lock so they run one at a time: they measure times and the demo measures the
 //! machine's capacity, which tests running beside it would distort.
 //!
-//! For before/after comparisons, `EDGEPOOL_STOP_BIN` runs the same scenarios against another
-//! `edgepool` binary and `EDGEPOOL_STOP_PATIENCE` (seconds) waits that long for an exit before
-//! giving up; the assertions keep their bounds.
+//! For before/after comparisons, `STOPTEST_BIN` runs the same scenarios against another
+//! `edgepool` binary and `STOPTEST_PATIENCE` (seconds) waits that long for an exit before
+//! giving up; the assertions keep their bounds. (Not `EDGEPOOL_*`: that prefix is the
+//! configuration's, and the children would reject an unknown section.)
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,12 +42,12 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn bin() -> PathBuf {
-    std::env::var_os("EDGEPOOL_STOP_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgepool")), PathBuf::from)
+    std::env::var_os("STOPTEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_edgepool")), PathBuf::from)
 }
 
 /// How long to wait for an exit: the bound, or longer when measuring an old binary.
 fn patience(bound: Duration) -> Duration {
-    let extra = std::env::var("EDGEPOOL_STOP_PATIENCE").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    let extra = std::env::var("STOPTEST_PATIENCE").ok().and_then(|s| s.parse().ok()).map(Duration::from_secs);
     extra.map_or(bound, |e| e.max(bound))
 }
 
