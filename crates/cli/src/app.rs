@@ -67,8 +67,13 @@ impl Ctx {
 }
 
 /// Flushes `client` for at most [`FLUSH_TIMEOUT`], then drops it. A client whose broker is gone
-/// would wait for the reconnect forever.
+/// would wait for the reconnect forever, so a disconnected one is not flushed at all: the
+/// flush could only time out, and what it holds (acks, publishes) is redelivered or retried.
 pub async fn close(client: async_nats::Client) {
+    if client.connection_state() == async_nats::connection::State::Disconnected {
+        tracing::warn!("NATS is unreachable: exiting without flushing (unacknowledged work is redelivered)");
+        return;
+    }
     match tokio::time::timeout(FLUSH_TIMEOUT, client.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "flushing NATS on exit"),

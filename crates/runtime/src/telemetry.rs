@@ -39,11 +39,23 @@ pub fn default_filter(level: &str, default_level: &str) -> String {
     if level.contains("async_nats") { level.to_owned() } else { format!("{level},{QUIET_DEPENDENCIES}") }
 }
 
+/// `RUST_LOG` with [`QUIET_DEPENDENCIES`] too: `RUST_LOG=info` (a common setting in manifests)
+/// asks for our INFO lines, not for one line per reconnect attempt. A filter that names
+/// `async_nats`, or asks for `debug`/`trace` everywhere, is taken as it is.
+#[must_use]
+pub fn env_filter(rust_log: &str) -> String {
+    let everything_verbose = rust_log.split(',').any(|d| matches!(d.trim(), "debug" | "trace"));
+    if everything_verbose { rust_log.to_owned() } else { default_filter(rust_log, "") }
+}
+
 /// Installs the global subscriber. `default_level` applies when `RUST_LOG` and `log.level` are
 /// unset.
 pub fn init(cfg: &LogConfig, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter(&cfg.level, default_level)));
+    let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(env_filter(&v)).ok());
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(default_filter(&cfg.level, default_level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Pretty => builder.compact().try_init(),
@@ -60,5 +72,14 @@ mod tests {
         assert_eq!(default_filter("", "info"), "info,async_nats=warn");
         assert_eq!(default_filter("debug", "info"), "debug,async_nats=warn");
         assert_eq!(default_filter("async_nats=debug,info", "info"), "async_nats=debug,info");
+    }
+
+    #[test]
+    fn rust_log_at_info_stays_quiet_about_reconnect_attempts() {
+        assert_eq!(env_filter("info"), "info,async_nats=warn");
+        assert_eq!(env_filter("edgepool_worker=debug,info"), "edgepool_worker=debug,info,async_nats=warn");
+        assert_eq!(env_filter("async_nats=info,warn"), "async_nats=info,warn");
+        assert_eq!(env_filter("trace"), "trace");
+        assert_eq!(env_filter("warn,debug"), "warn,debug");
     }
 }

@@ -193,8 +193,13 @@ impl Sink {
         if tokio::time::timeout(ACK_TIMEOUT, poller).await.is_err() {
             tracing::debug!("the JetStream poller did not stop in time");
         }
-        // Plain acks are fire-and-forget: flush them before leaving.
-        if tokio::time::timeout(ACK_TIMEOUT, js.client().flush()).await.is_err() {
+        // Plain acks are fire-and-forget: flush them before leaving, unless the broker is
+        // unreachable (then the flush could only time out).
+        if js.client().connection_state() == async_nats::connection::State::Disconnected {
+            tracing::warn!(
+                "NATS is unreachable: the last result acks are not flushed; those results will be redelivered (deduplicated)"
+            );
+        } else if tokio::time::timeout(ACK_TIMEOUT, js.client().flush()).await.is_err() {
             tracing::warn!("could not flush the last result acks; those results will be redelivered (deduplicated)");
         }
         Ok(())
