@@ -7,6 +7,7 @@
 //! - [`drain`]: SIGTERM drain of a worker process; [`panic`]: a panicking frame costs no slot.
 //! - [`models`]: models over NATS and hot-swap; [`security`]: the shipped auth and TLS setup;
 //!   [`interop`]: a Python client that knows only docs/wire.md.
+//! - [`stop`]: every role stops cleanly on SIGINT/SIGTERM, broker or no broker (issue #17).
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
@@ -19,3 +20,4 @@ mod models;
 mod panic;
 mod pipeline;
 mod security;
+mod stop;

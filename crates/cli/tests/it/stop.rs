@@ -11,7 +11,7 @@
 //! giving up; the assertions keep their bounds. (Not `EDGEPOOL_*`: that prefix is the
 //! configuration's, and the children would reject an unknown section.)
 
-#![allow(clippy::unwrap_used)]
+
 
 use std::io::{BufRead as _, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
