@@ -43,7 +43,7 @@ impl LocalCluster {
         } else {
             None
         };
-        let client = nats.connect("edgepool-local", false).await.context("connecting to NATS")?;
+        let client = nats.connect("edgepool-local", false).await?;
         let js = async_nats::jetstream::new(client.clone());
         edgepool_nats::apply(&js, edgepool_nats::SetupOptions::default())
             .await
