@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use async_nats::jetstream::consumer;
 use bytes::Bytes;
 
@@ -20,12 +22,12 @@ pub(crate) const GROUP: &str = "edgepool";
 /// Recreates the `detectors` consumer with the priority group [`GROUP`] under the `overflow`
 /// policy (same definition otherwise); every worker must then pull in that group.
 pub(crate) async fn use_overflow_group(js: &async_nats::jetstream::Context) -> anyhow::Result<()> {
-    let frames = js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let frames = js.get_stream(FRAMES).await.context("getting stream FRAMES")?;
     let mut cfg: consumer::pull::Config = serde_json::from_str(edgepool_nats::DETECTORS_FILE)?;
-    frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    frames.delete_consumer(DETECTORS).await.context("deleting the shared consumer")?;
     cfg.priority_groups = vec![GROUP.into()];
     cfg.priority_policy = consumer::PriorityPolicy::Overflow;
-    frames.create_consumer(cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    frames.create_consumer(cfg).await.context("creating the overflow consumer")?;
     Ok(())
 }
 

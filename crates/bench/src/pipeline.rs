@@ -99,7 +99,7 @@ async fn raw_baseline(js: &jetstream::Context, n: u64, data: Bytes) -> anyhow::R
             ..Default::default()
         })
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("creating stream RAWBENCH")?;
     let c: consumer::PullConsumer = s
         .create_consumer(consumer::pull::Config {
             durable_name: Some("raw".into()),
@@ -107,7 +107,7 @@ async fn raw_baseline(js: &jetstream::Context, n: u64, data: Bytes) -> anyhow::R
             ..Default::default()
         })
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("creating consumer raw")?;
     let got = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let reader = {
@@ -117,7 +117,7 @@ async fn raw_baseline(js: &jetstream::Context, n: u64, data: Bytes) -> anyhow::R
             while got.load(Ordering::Relaxed) < n {
                 match msgs.next().await {
                     Some(Ok(m)) => {
-                        m.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                        m.ack().await.map_err(anyhow::Error::from_boxed).context("acking")?;
                         got.fetch_add(1, Ordering::Relaxed);
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "raw consumer hiccup"),
@@ -134,8 +134,8 @@ async fn raw_baseline(js: &jetstream::Context, n: u64, data: Bytes) -> anyhow::R
                 let _: jetstream::publish::PublishAck = r?;
             }
         }
-        let ack = js.publish("rawbench.x", data.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        inflight.push(async move { ack.await.map_err(|e| anyhow::anyhow!("{e}")) });
+        let ack = js.publish("rawbench.x", data.clone()).await.context("publishing")?;
+        inflight.push(async move { ack.await.context("waiting for a publish ack") });
     }
     while let Some(r) = inflight.next().await {
         r?;

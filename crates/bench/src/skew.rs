@@ -108,9 +108,9 @@ async fn round_robin(
     n: u64,
 ) -> anyhow::Result<Run> {
     let mut cluster = LocalCluster::start(nats, &prometheus::Registry::new()).await?;
-    let frames = cluster.js.get_stream(FRAMES).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let frames = cluster.js.get_stream(FRAMES).await.context("getting stream FRAMES")?;
     // A work-queue stream allows no overlapping consumers: the shared one makes way.
-    frames.delete_consumer(DETECTORS).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    frames.delete_consumer(DETECTORS).await.context("deleting the shared consumer")?;
     let cameras: Vec<String> = (0..slowdowns.len()).map(|i| format!("rr-{i}")).collect();
     for (i, cam) in cameras.iter().enumerate() {
         frames
@@ -123,7 +123,7 @@ async fn round_robin(
                 ..Default::default()
             })
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .with_context(|| format!("creating consumer rr-{i}"))?;
     }
     prefill(&cluster.js, &cameras, n, photos).await?;
     for (i, f) in slowdowns.iter().enumerate() {

@@ -66,6 +66,25 @@ impl Ctx {
     }
 }
 
+/// An error as a person reads it: the message, then each underlying cause on its own line.
+/// anyhow's `{:#}` joins the chain with `: `, which runs a multi-line hint (such as
+/// [`edgepool_nats::ConnectError`]'s) into the cause; and async-nats repeats its source in its
+/// own message, so a cause whose text the line before already shows is left out.
+#[must_use]
+pub fn report(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    let mut previous = out.clone();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&text);
+        }
+        previous = text;
+    }
+    out
+}
+
 /// Flushes `client` for at most [`FLUSH_TIMEOUT`], then drops it. A client whose broker is gone
 /// would wait for the reconnect forever, so a disconnected one is not flushed at all: the
 /// flush could only time out, and what it holds (acks, publishes) is redelivered or retried.
@@ -121,4 +140,21 @@ where
     });
     edgepool_runtime::shutdown_runtime(rt);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("IO error: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn reports_put_each_cause_on_its_own_line_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = anyhow::Error::new(Repeats(io)).context("no server at x.\n  Start one");
+        assert_eq!(report(&err), "no server at x.\n  Start one\n  caused by: IO error: refused");
+        assert_eq!(report(&anyhow::anyhow!("alone")), "alone");
+    }
 }

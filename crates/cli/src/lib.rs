@@ -41,6 +41,8 @@ pub struct Global {
     pub config: Option<PathBuf>,
     /// NATS server URL(s), comma separated [env: EDGEPOOL_NATS_URL]. `edgepool demo` starts
     /// its own server when none is given; other commands default to nats://127.0.0.1:4222.
+    /// When no server answers there, worker, sink and camera wait for one (a warning says what
+    /// is wrong, then a reminder every 30 s); other commands fail at once, exit code 2.
     #[arg(long, global = true, value_name = "URL")]
     pub nats_url: Option<String>,
     /// NATS credentials file (.creds) [env: EDGEPOOL_NATS_CREDS].
@@ -179,7 +181,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", app::report(&err));
             ExitCode::from(2)
         }
     }

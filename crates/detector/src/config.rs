@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::ConfigError;
+
 /// How the detector runs and what it keeps. Every field has a default, so a config file only
 /// names what it changes; unknown keys are refused so a typo does not silently fall back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,21 +42,21 @@ impl Default for DetectorConfig {
 impl DetectorConfig {
     /// Checks the ranges that serde cannot express. Called by [`crate::Model::load`], so a
     /// loaded model always has a sane config.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.threads == 0 {
-            return Err("threads must be at least 1".into());
+            return Err(ConfigError::NoThreads);
         }
         if !(0.0..=1.0).contains(&self.score_threshold) {
-            return Err(format!("score_threshold {} is not within 0..=1", self.score_threshold));
+            return Err(ConfigError::ScoreThreshold(self.score_threshold));
         }
         if !(0.0..=1.0).contains(&self.iou_threshold) {
-            return Err(format!("iou_threshold {} is not within 0..=1", self.iou_threshold));
+            return Err(ConfigError::IouThreshold(self.iou_threshold));
         }
         if self.max_detections == 0 {
-            return Err("max_detections must be at least 1".into());
+            return Err(ConfigError::NoDetections);
         }
         if self.limits.max_bytes == 0 || self.limits.max_pixels == 0 {
-            return Err("limits.max_bytes and limits.max_pixels must be at least 1".into());
+            return Err(ConfigError::NoLimits);
         }
         Ok(())
     }
@@ -99,10 +101,10 @@ mod tests {
         assert!(serde_json::from_str::<DetectorConfig>(r#"{"thread": 2}"#).is_err());
         assert!(serde_json::from_str::<DecodeLimits>(r#"{"max_byte": 2}"#).is_err());
         let bad = DetectorConfig { threads: 0, ..Default::default() };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.validate(), Err(ConfigError::NoThreads));
         let bad = DetectorConfig { score_threshold: 1.5, ..Default::default() };
-        assert!(bad.validate().is_err());
+        assert_eq!(bad.validate(), Err(ConfigError::ScoreThreshold(1.5)));
         let bad = DetectorConfig { iou_threshold: f32::NAN, ..Default::default() };
-        assert!(bad.validate().is_err());
+        assert!(matches!(bad.validate(), Err(ConfigError::IouThreshold(v)) if v.is_nan()));
     }
 }

@@ -16,11 +16,57 @@ pub enum LoadError {
     )]
     Missing { path: PathBuf },
     /// The config has values out of range.
-    #[error("invalid detector config: {0}")]
-    Config(String),
+    #[error("invalid detector config")]
+    Config(#[from] ConfigError),
     /// tract could not read, type, optimize or plan the model.
-    #[error("cannot load model {}: {message}", path.display())]
-    Model { path: PathBuf, message: String },
+    #[error("cannot load model {}", path.display())]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The model loads but is not SSD-MobileNet-v2 COCO as exported by `cargo xtask model`.
+    #[error("{} is not the expected detector model", path.display())]
+    Outputs {
+        path: PathBuf,
+        #[source]
+        source: OutputsError,
+    },
+    /// The OS refused the inference threads (tract panics then).
+    #[error("cannot start {threads} inference threads for model {}", path.display())]
+    Threads { path: PathBuf, threads: usize },
+}
+
+/// A detector setting out of range (what serde cannot express).
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("detector.threads must be at least 1")]
+    NoThreads,
+    #[error("detector.score_threshold {0} is not within 0..=1")]
+    ScoreThreshold(f32),
+    #[error("detector.iou_threshold {0} is not within 0..=1")]
+    IouThreshold(f32),
+    #[error("detector.max_detections must be at least 1")]
+    NoDetections,
+    #[error("detector.limits.max_bytes and detector.limits.max_pixels must be at least 1")]
+    NoLimits,
+}
+
+/// Why a model's outputs are not `boxes [1,1917,4]` and `scores [1,1917,91]`.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum OutputsError {
+    #[error("expected 2 outputs (boxes, scores), found {0}")]
+    Count(usize),
+    #[error("output {index} is {found}, expected f32 {expected:?}")]
+    Shape { index: usize, found: String, expected: Vec<usize> },
+    #[error("cannot read the type of output {index}")]
+    Fact {
+        index: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Why one frame produced no detections.

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 
 pub use config::{DecodeLimits, DetectorConfig};
 pub use edgepool_wire::detection::{BBox, Detection};
-pub use error::{DetectError, LoadError};
+pub use error::{ConfigError, DetectError, LoadError, OutputsError};
 pub use labels::{COCO_CLASSES, coco_label};
 pub use model::{Model, Optimization, Output, Session, StageTimings};
 pub use preprocess::{INPUT_HEIGHT, INPUT_LEN, INPUT_WIDTH};

@@ -15,7 +15,7 @@ use tract_onnx::tract_core::runtime::RunOptions;
 use crate::decode::Frame;
 use crate::postprocess::PostProcessor;
 use crate::preprocess::{INPUT_HEIGHT, INPUT_LEN, INPUT_WIDTH, Resizer};
-use crate::{DetectError, DetectorConfig, LoadError, NUM_ANCHORS, NUM_SCORE_COLUMNS};
+use crate::{DetectError, DetectorConfig, LoadError, NUM_ANCHORS, NUM_SCORE_COLUMNS, OutputsError};
 
 const INPUT_SHAPE: [usize; 4] = [1, INPUT_HEIGHT as usize, INPUT_WIDTH as usize, 3];
 const BOXES_LEN: usize = NUM_ANCHORS * 4;
@@ -67,11 +67,11 @@ impl Model {
 
     /// [`Model::load`] with a choice of graph optimization, for benchmarks.
     pub fn load_with(path: &Path, cfg: &DetectorConfig, optimization: Optimization) -> Result<Model, LoadError> {
-        cfg.validate().map_err(LoadError::Config)?;
+        cfg.validate()?;
         if !path.is_file() {
             return Err(LoadError::Missing { path: path.to_owned() });
         }
-        let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), message: format!("{e:#}") };
+        let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), source: e.into() };
         let model = onnx()
             .model_for_path(path)
             .and_then(|m| m.with_input_fact(0, f32::fact(INPUT_SHAPE).into()))
@@ -80,12 +80,11 @@ impl Model {
                 Optimization::Decluttered => m.into_typed().and_then(|t| t.into_decluttered()),
             })
             .map_err(model_err)?;
-        check_outputs(&model).map_err(|message| LoadError::Model { path: path.to_owned(), message })?;
+        check_outputs(&model).map_err(|source| LoadError::Outputs { path: path.to_owned(), source })?;
         let executor = if cfg.threads > 1 {
             // Building a pool only fails if the OS refuses threads; tract panics then.
-            catch_unwind(|| Executor::multithread_with_name(cfg.threads, "edgepool-tract")).map_err(|_| {
-                LoadError::Model { path: path.to_owned(), message: format!("cannot start {} threads", cfg.threads) }
-            })?
+            catch_unwind(|| Executor::multithread_with_name(cfg.threads, "edgepool-tract"))
+                .map_err(|_| LoadError::Threads { path: path.to_owned(), threads: cfg.threads })?
         } else {
             Executor::SingleThread
         };
@@ -125,16 +124,16 @@ impl Model {
 
 /// Refuses a model whose outputs are not `boxes [1,1917,4]` and `scores [1,1917,91]`, so a
 /// wrong file fails at load, not on the first frame.
-fn check_outputs(model: &TypedModel) -> Result<(), String> {
+fn check_outputs(model: &TypedModel) -> Result<(), OutputsError> {
     let want: [&[usize]; 2] = [&[1, NUM_ANCHORS, 4], &[1, NUM_ANCHORS, NUM_SCORE_COLUMNS]];
     if model.outputs.len() != 2 {
-        return Err(format!("expected 2 outputs (boxes, scores), found {}", model.outputs.len()));
+        return Err(OutputsError::Count(model.outputs.len()));
     }
-    for (i, want) in want.iter().enumerate() {
-        let fact = model.output_fact(i).map_err(|e| format!("{e:#}"))?;
+    for (index, want) in want.iter().enumerate() {
+        let fact = model.output_fact(index).map_err(|e| OutputsError::Fact { index, source: e.into() })?;
         let got = fact.shape.as_concrete();
         if fact.datum_type != f32::datum_type() || got != Some(*want) {
-            return Err(format!("output {i} is {fact:?}, expected f32 {want:?}"));
+            return Err(OutputsError::Shape { index, found: format!("{fact:?}"), expected: want.to_vec() });
         }
     }
     Ok(())
@@ -310,5 +309,22 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send::<Session>();
         send_sync::<Model>();
+    }
+
+    /// A file that is not ONNX fails with tract's reason kept as the source, not flattened.
+    #[test]
+    fn load_errors_keep_their_source() {
+        let path = std::env::temp_dir().join(format!("edgepool-not-onnx-{}.onnx", std::process::id()));
+        std::fs::write(&path, b"this is not a protobuf").unwrap();
+        let err = Model::load(&path, &DetectorConfig::default()).err().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(err, LoadError::Model { .. }), "{err:?}");
+        assert_eq!(err.to_string(), format!("cannot load model {}", path.display()));
+        assert!(std::error::Error::source(&err).is_some(), "tract's error is the source");
+
+        let bad = DetectorConfig { threads: 0, ..DetectorConfig::default() };
+        let err = Model::load(&path, &bad).err().unwrap();
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("detector.threads must be at least 1"), "{err:?}");
     }
 }

@@ -101,3 +101,67 @@ impl ConnectError {
         matches!(self, Self::Unreachable { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// async-nats' error for one attempt at `url`, with a short connect timeout.
+    async fn attempt(url: &str) -> async_nats::ConnectError {
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_millis(500))
+            .connect(url)
+            .await
+            .err()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable_connection_refused() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let err = ConnectError::classify(&url, attempt(&url).await);
+        assert!(err.is_unreachable(), "{err:?}");
+        assert!(matches!(err, ConnectError::Unreachable { reason: "connection refused", .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("no NATS server answers at {url} (connection refused)")), "{text}");
+        let source = std::error::Error::source(&err).unwrap().downcast_ref::<async_nats::ConnectError>().unwrap();
+        assert_eq!(source.kind(), ConnectErrorKind::Io, "async-nats' error is kept as the source");
+    }
+
+    #[tokio::test]
+    async fn a_silent_listener_is_unreachable_timed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("nats://{}", listener.local_addr().unwrap());
+        // Accept and never answer, so the client's connect timeout fires.
+        let held = tokio::spawn(async move {
+            let mut streams = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                streams.push(s);
+            }
+        });
+        let err = ConnectError::classify(&url, attempt(&url).await);
+        held.abort();
+        assert!(matches!(err, ConnectError::Unreachable { reason: "timed out", .. }), "{err:?}");
+    }
+
+    #[test]
+    fn kinds_map_to_what_a_person_can_act_on() {
+        let url = "nats://h:4222";
+        let make = |kind| async_nats::ConnectError::new(kind);
+        let refused = ConnectError::classify(url, make(ConnectErrorKind::AuthorizationViolation));
+        assert!(matches!(refused, ConnectError::Refused { .. }) && !refused.is_unreachable(), "{refused:?}");
+        assert!(refused.to_string().contains("refused the credentials"), "{refused}");
+        let auth = ConnectError::classify(url, make(ConnectErrorKind::Authentication));
+        assert!(matches!(auth, ConnectError::Refused { .. }), "{auth:?}");
+        let tls = ConnectError::classify(url, make(ConnectErrorKind::Tls));
+        assert!(matches!(tls, ConnectError::Tls { .. }) && !tls.is_unreachable(), "{tls:?}");
+        assert!(tls.to_string().contains(&format!("TLS with the NATS server at {url} failed")), "{tls}");
+        let dns = ConnectError::classify(url, make(ConnectErrorKind::Dns));
+        assert!(matches!(dns, ConnectError::Unreachable { reason: "host name not found", .. }), "{dns:?}");
+        let other = ConnectError::classify(url, make(ConnectErrorKind::Io));
+        assert!(matches!(other, ConnectError::Other { .. }), "an IO error of unknown kind: {other:?}");
+    }
+}

@@ -66,15 +66,19 @@ impl Rig {
         })?;
         broker.wait_all_ready().await?;
         let nats = NatsConfig { url: Some(broker.urls()), ..NatsConfig::default() };
-        let client = nats.connect("edgepool-chaos", true).await.map_err(|e| anyhow::anyhow!("connecting: {e}"))?;
+        let client = nats.connect("edgepool-chaos", true).await.context("connecting to the rig's broker")?;
         let js = jetstream::new(client.clone());
         let replicas = (opts.nodes > 1).then_some(opts.nodes.min(3));
-        edgepool_nats::apply(&js, SetupOptions { replicas }).await.map_err(|e| anyhow::anyhow!("setup: {e}"))?;
+        edgepool_nats::apply(&js, SetupOptions { replicas })
+            .await
+            .map_err(anyhow::Error::from_boxed)
+            .context("setup")?;
         let stream = js.get_stream(FRAMES).await?;
         let mut config = stream
             .get_consumer::<jetstream::consumer::pull::Config>(DETECTORS)
             .await
-            .map_err(|e| anyhow::anyhow!("consumer {DETECTORS}: {e}"))?
+            .map_err(anyhow::Error::from_boxed)
+            .with_context(|| format!("reading consumer {DETECTORS}"))?
             .cached_info()
             .config
             .clone();

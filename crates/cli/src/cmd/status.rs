@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamError, GetStreamErrorKind, KeyValueErrorKind};
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -91,12 +94,26 @@ pub fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The fix when a definition of `nats/` is missing. Any other failure (timeout, lost connection,
+/// permissions) keeps its own error and does not send the reader to `edgepool setup`.
+const RUN_SETUP: &str = "run `edgepool setup` first";
+
+fn stream_missing(e: &GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
 /// Reads the registry, the consumer and the publish rate.
 pub async fn collect(js: &async_nats::jetstream::Context, sample: Duration) -> anyhow::Result<Status> {
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e} (run `edgepool setup` first)");
-    let kv = js.get_key_value(BUCKET).await.map_err(|e| err(&e))?;
+    let kv = js.get_key_value(BUCKET).await.map_err(|e| {
+        let missing = matches!(e.kind(), KeyValueErrorKind::GetBucket)
+            && std::error::Error::source(&e)
+                .and_then(|s| s.downcast_ref::<GetStreamError>())
+                .is_some_and(stream_missing);
+        let what = format!("reading the fleet registry bucket {BUCKET}");
+        anyhow::Error::new(e).context(if missing { format!("{what}: it does not exist; {RUN_SETUP}") } else { what })
+    })?;
     let mut workers = Vec::new();
-    let mut keys = kv.keys().await.map_err(|e| err(&e))?;
+    let mut keys = kv.keys().await.with_context(|| format!("listing the fleet registry bucket {BUCKET}"))?;
     while let Some(k) = keys.next().await {
         let Ok(k) = k else { continue };
         if let Ok(Some(v)) = kv.get(&k).await {
@@ -106,12 +123,24 @@ pub async fn collect(js: &async_nats::jetstream::Context, sample: Duration) -> a
         }
     }
     workers.sort_by(|a, b| a.arch.cmp(&b.arch).then(a.id.cmp(&b.id)));
-    let stream = js.get_stream(FRAMES).await.map_err(|e| err(&e))?;
+    let stream = js.get_stream(FRAMES).await.map_err(|e| {
+        let what = format!("reading stream {FRAMES}");
+        let missing = stream_missing(&e);
+        anyhow::Error::new(e).context(if missing { format!("{what}: it does not exist; {RUN_SETUP}") } else { what })
+    })?;
     let first = (Instant::now(), stream.get_info().await?.state.last_sequence);
     tokio::time::sleep(sample).await;
     let second = (Instant::now(), stream.get_info().await?.state.last_sequence);
     let publish_fps = (second.1 - first.1) as f64 / (second.0 - first.0).as_secs_f64();
-    let c = stream.consumer_info(DETECTORS).await.map_err(|e| err(&e))?;
+    let c = stream.consumer_info(DETECTORS).await.map_err(|e| {
+        let missing = match e.kind() {
+            ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound => true,
+            ConsumerInfoErrorKind::JetStream(j) => j.error_code() == ErrorCode::CONSUMER_NOT_FOUND,
+            _ => false,
+        };
+        let what = format!("reading consumer {DETECTORS} of {FRAMES}");
+        anyhow::Error::new(e).context(if missing { format!("{what}: it does not exist; {RUN_SETUP}") } else { what })
+    })?;
     let fleet_fps: f64 = workers.iter().map(|w| w.fps).sum();
     let share = workers.iter().map(|w| (w.id.clone(), if fleet_fps > 0.0 { w.fps / fleet_fps } else { 0.0 })).collect();
     Ok(Status {

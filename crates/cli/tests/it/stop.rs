@@ -11,8 +11,6 @@
 //! giving up; the assertions keep their bounds. (Not `EDGEPOOL_*`: that prefix is the
 //! configuration's, and the children would reject an unknown section.)
 
-
-
 use std::io::{BufRead as _, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
