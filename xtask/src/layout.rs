@@ -130,8 +130,8 @@ fn paths(code: &str) -> Vec<Vec<String>> {
             let head: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
             let mut segs: Vec<String> = head.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
             let after = &rest[head.len()..];
-            if after.starts_with('{') {
-                let group = after[1..].split('}').next().unwrap_or("");
+            if let Some(inner) = after.strip_prefix('{') {
+                let group = inner.split('}').next().unwrap_or("");
                 for item in group.split(',') {
                     let first: String = item.trim().split("::").next().unwrap_or("").to_owned();
                     if !first.is_empty() {
@@ -198,16 +198,17 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
     }
     let mut state = BTreeMap::new();
     for n in graph.keys() {
-        if state.get(n.as_str()).copied().unwrap_or(0) == 0 {
-            if let Some(c) = visit(n, graph, &mut state, &mut Vec::new()) {
-                return Some(c);
-            }
+        if state.get(n.as_str()).copied().unwrap_or(0) == 0
+            && let Some(c) = visit(n, graph, &mut state, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -129,10 +129,10 @@ async fn raw_baseline(js: &jetstream::Context, n: u64, data: Bytes) -> anyhow::R
     };
     let mut inflight = FuturesUnordered::new();
     for _ in 0..n {
-        if inflight.len() >= 64 {
-            if let Some(r) = inflight.next().await {
-                let _: jetstream::publish::PublishAck = r?;
-            }
+        if inflight.len() >= 64
+            && let Some(r) = inflight.next().await
+        {
+            let _: jetstream::publish::PublishAck = r?;
         }
         let ack = js.publish("rawbench.x", data.clone()).await.context("publishing")?;
         inflight.push(async move { ack.await.context("waiting for a publish ack") });

@@ -258,7 +258,8 @@ mod tests {
     #[test]
     fn file_and_env_values_survive_absent_flags() {
         type Get = fn(&Config) -> String;
-        let cases: &[(&[&str], &str, &str, &str, &str, Get)] = &[
+        type Case<'a> = (&'a [&'a str], &'a str, &'a str, &'a str, &'a str, Get);
+        let cases: &[Case<'_>] = &[
             (
                 &["edgepool", "sink"],
                 "[sink]\nlisten = \"0.0.0.0:7001\"\n",

@@ -524,9 +524,10 @@ mod tests {
 
     #[test]
     fn ports_file_parses() {
-        let p = parse_ports(
-            r#"{"nats":["nats://127.0.0.1:40001"],"monitoring":["http://127.0.0.1:40002"],"cluster":["nats://127.0.0.1:40003"]}"#,
-        )
+        let p = parse_ports(concat!(
+            r#"{"nats":["nats://127.0.0.1:40001"],"monitoring":["http://127.0.0.1:40002"],"#,
+            r#""cluster":["nats://127.0.0.1:40003"]}"#
+        ))
         .unwrap();
         assert_eq!((p.client, p.monitor, p.cluster), (40001, 40002, Some(40003)));
         assert!(parse_ports(r#"{"nats":["nats://127.0.0.1:1"]}"#).is_none(), "monitoring is required");

@@ -259,7 +259,7 @@ impl ConnectionLog {
     pub fn event(&self, event: &async_nats::Event) -> Option<String> {
         let mut s = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::time::Instant::now();
-        let line = match event {
+        match event {
             async_nats::Event::Disconnected => {
                 if s.down_since.is_none() {
                     s.down_since = Some(now);
@@ -310,8 +310,7 @@ impl ConnectionLog {
                 tracing::debug!(%event, "nats connection");
                 None
             }
-        };
-        line
+        }
     }
 }
 

@@ -197,7 +197,8 @@ impl Sink {
         // unreachable (then the flush could only time out).
         if js.client().connection_state() == async_nats::connection::State::Disconnected {
             tracing::warn!(
-                "NATS is unreachable: the last result acks are not flushed; those results will be redelivered (deduplicated)"
+                "NATS is unreachable: the last result acks are not flushed; those results will be \
+                 redelivered (deduplicated)"
             );
         } else if tokio::time::timeout(ACK_TIMEOUT, js.client().flush()).await.is_err() {
             tracing::warn!("could not flush the last result acks; those results will be redelivered (deduplicated)");

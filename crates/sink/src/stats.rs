@@ -82,10 +82,10 @@ impl SinkStats {
         }
         g.seen.insert(id.clone());
         g.order.push_back(id);
-        if g.order.len() > DEDUPE_CAPACITY {
-            if let Some(old) = g.order.pop_front() {
-                g.seen.remove(&old);
-            }
+        if g.order.len() > DEDUPE_CAPACITY
+            && let Some(old) = g.order.pop_front()
+        {
+            g.seen.remove(&old);
         }
         if g.keep_ids {
             g.ids.push((r.camera.to_string(), r.seq, r.status));
@@ -115,12 +115,12 @@ impl SinkStats {
                 w.stale += 1;
             }
         }
-        if r.status == Status::Ok {
-            if let Some(l) = e2e {
-                g.latencies.push_back(l);
-                if g.latencies.len() > MAX_SAMPLES {
-                    g.latencies.pop_front();
-                }
+        if r.status == Status::Ok
+            && let Some(l) = e2e
+        {
+            g.latencies.push_back(l);
+            if g.latencies.len() > MAX_SAMPLES {
+                g.latencies.pop_front();
             }
         }
         true

@@ -8,7 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::ids::{CameraId, FrameSeq, IdError};
-use crate::result::ErrorKind;
+use crate::kind::ErrorKind;
 
 /// Subject prefix of frames: `frames.<camera>`.
 pub const FRAMES_PREFIX: &str = "frames";

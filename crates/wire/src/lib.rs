@@ -11,6 +11,7 @@ pub mod detection;
 pub mod fleet;
 pub mod frame;
 pub mod ids;
+pub mod kind;
 pub mod result;
 
 pub use detection::{BBox, BBoxError, Detection};

@@ -104,10 +104,10 @@ impl WorkerConfig {
         if self.publish_attempts == 0 {
             return Err(ConfigError::PublishAttempts);
         }
-        if let Some(label) = &self.label {
-            if label.len() > 64 || label.chars().any(char::is_control) {
-                return Err(ConfigError::Label);
-            }
+        if let Some(label) = &self.label
+            && (label.len() > 64 || label.chars().any(char::is_control))
+        {
+            return Err(ConfigError::Label);
         }
         Ok(())
     }

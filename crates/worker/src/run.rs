@@ -94,7 +94,7 @@ impl Worker {
         let max_deliver = consumer.cached_info().config.max_deliver;
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
-        let max_payload = usize::try_from(js.client().server_info().max_payload).unwrap_or(usize::MAX);
+        let max_payload = js.client().server_info().max_payload;
         let registry = match js.get_key_value(edgepool_wire::fleet::BUCKET).await {
             Ok(store) => Some(store),
             Err(e) => {

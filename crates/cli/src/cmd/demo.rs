@@ -224,10 +224,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let mut publisher = Publisher::new(js.clone(), camera, default_start_seq(), cfg.publisher.clone())
                 .with_metrics(metrics)
                 .on_outcome(move |o| {
-                    if o.result != edgepool_camera::AckResult::Failed {
-                        if let Ok(mut s) = set.lock() {
-                            s.insert((name.clone(), o.seq.0));
-                        }
+                    if o.result != edgepool_camera::AckResult::Failed
+                        && let Ok(mut s) = set.lock()
+                    {
+                        s.insert((name.clone(), o.seq.0));
                     }
                 });
             // Rotate the start so the cameras do not show the same photo at the same time.
@@ -287,10 +287,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             ));
             pb.tick();
             for c in &mut cams {
-                if c.as_ref().is_some_and(tokio::task::JoinHandle::is_finished) {
-                    if let Some(h) = c.take() {
-                        cam_stats.push(h.await.unwrap_or_default());
-                    }
+                if c.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
+                    && let Some(h) = c.take()
+                {
+                    cam_stats.push(h.await.unwrap_or_default());
                 }
             }
             let cams_done = cams.iter().all(Option::is_none);

@@ -116,10 +116,10 @@ pub async fn collect(js: &async_nats::jetstream::Context, sample: Duration) -> a
     let mut keys = kv.keys().await.with_context(|| format!("listing the fleet registry bucket {BUCKET}"))?;
     while let Some(k) = keys.next().await {
         let Ok(k) = k else { continue };
-        if let Ok(Some(v)) = kv.get(&k).await {
-            if let Ok(e) = serde_json::from_slice::<WorkerEntry>(&v) {
-                workers.push(e);
-            }
+        if let Ok(Some(v)) = kv.get(&k).await
+            && let Ok(e) = serde_json::from_slice::<WorkerEntry>(&v)
+        {
+            workers.push(e);
         }
     }
     workers.sort_by(|a, b| a.arch.cmp(&b.arch).then(a.id.cmp(&b.id)));

@@ -42,12 +42,12 @@ pub fn run(global: &Global, args: TopArgs) -> anyhow::Result<ExitCode> {
         let s2 = Arc::clone(&samples);
         tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                if let Ok(r) = serde_json::from_slice::<ResultMessage>(&m.payload) {
-                    if let Some(c) = r.captured_at {
-                        let l = (OffsetDateTime::now_utc() - c).as_seconds_f64();
-                        if let Ok(mut s) = s2.lock() {
-                            s.push_back((Instant::now(), l));
-                        }
+                if let Ok(r) = serde_json::from_slice::<ResultMessage>(&m.payload)
+                    && let Some(c) = r.captured_at
+                {
+                    let l = (OffsetDateTime::now_utc() - c).as_seconds_f64();
+                    if let Ok(mut s) = s2.lock() {
+                        s.push_back((Instant::now(), l));
                     }
                 }
             }

@@ -11,6 +11,9 @@
 //! giving up; the assertions keep their bounds. (Not `EDGEPOOL_*`: that prefix is the
 //! configuration's, and the children would reject an unknown section.)
 
+// The tests hold one std mutex across their awaits on purpose: it serializes them (timings).
+#![allow(clippy::await_holding_lock)]
+
 use std::io::{BufRead as _, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -518,7 +521,8 @@ fn demo_at_its_fitted_rate_keeps_the_backlog_bounded() {
     let (p50, p99) = (f("latency_p50_ms"), f("latency_p99_ms"));
     println!(
         "demo 120 s: published {} acked {acked} results {results} stale {} lost {} in {seconds:.1} s; \
-         offered {:.2} frames/s ({:.2} per camera, fitted); throughput {:.2}/s; latency p50 {p50:.0} ms p99 {p99:.0} ms",
+         offered {:.2} frames/s ({:.2} per camera, fitted); throughput {:.2}/s; \
+         latency p50 {p50:.0} ms p99 {p99:.0} ms",
         s["published"],
         s["stale"],
         s["lost"],
