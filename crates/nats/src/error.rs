@@ -68,9 +68,14 @@ impl ConnectError {
     #[must_use]
     pub fn classify(url: &str, source: async_nats::ConnectError) -> Self {
         let url = url.to_owned();
-        let io_kind = std::error::Error::source(&source)
-            .and_then(|e| e.downcast_ref::<std::io::Error>())
-            .map(std::io::Error::kind);
+        let io = std::error::Error::source(&source).and_then(|e| e.downcast_ref::<std::io::Error>());
+        let io_kind = io.map(std::io::Error::kind);
+        // A failed handshake (unknown issuer, bad signature, wrong host name) comes back as an
+        // IO error wrapping rustls' error, not as `ConnectErrorKind::Tls`.
+        let handshake = io.and_then(std::io::Error::get_ref).is_some_and(|e| e.is::<async_nats::rustls::Error>());
+        if handshake {
+            return Self::Tls { url, source };
+        }
         match source.kind() {
             ConnectErrorKind::TimedOut => Self::Unreachable { url, reason: "timed out", source },
             ConnectErrorKind::Dns => Self::Unreachable { url, reason: "host name not found", source },
@@ -161,6 +166,13 @@ mod tests {
         assert!(tls.to_string().contains(&format!("TLS with the NATS server at {url} failed")), "{tls}");
         let dns = ConnectError::classify(url, make(ConnectErrorKind::Dns));
         assert!(matches!(dns, ConnectError::Unreachable { reason: "host name not found", .. }), "{dns:?}");
+        let handshake = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            async_nats::rustls::Error::InvalidCertificate(async_nats::rustls::CertificateError::UnknownIssuer),
+        );
+        let bad_cert =
+            ConnectError::classify(url, async_nats::ConnectError::with_source(ConnectErrorKind::Io, handshake));
+        assert!(matches!(bad_cert, ConnectError::Tls { .. }), "a failed handshake is TLS: {bad_cert:?}");
         let other = ConnectError::classify(url, make(ConnectErrorKind::Io));
         assert!(matches!(other, ConnectError::Other { .. }), "an IO error of unknown kind: {other:?}");
     }
