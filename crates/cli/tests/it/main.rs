@@ -7,12 +7,14 @@
 //! - [`drain`]: SIGTERM drain of a worker process; [`panic`]: a panicking frame costs no slot.
 //! - [`models`]: models over NATS and hot-swap; [`security`]: the shipped auth and TLS setup;
 //!   [`interop`]: a Python client that knows only docs/wire.md.
+//! - [`connect_errors`]: what each role says when the broker cannot be reached or refuses it.
 //! - [`stop`]: every role stops cleanly on SIGINT/SIGTERM, broker or no broker (issue #17).
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod capacity;
 mod common;
+mod connect_errors;
 mod drain;
 mod fleet;
 mod interop;

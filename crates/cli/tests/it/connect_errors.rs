@@ -5,8 +5,6 @@
 //! wait, and a SIGTERM ends the wait cleanly. No message sends the reader to `edgepool setup`
 //! when the problem is the connection.
 
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
