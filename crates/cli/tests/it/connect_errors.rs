@@ -233,7 +233,8 @@ const RIGHT_PASSWORD: &str = "right-pw-2f9c1";
 /// A nats-server that requires TLS (certificate from `ca`) and the user `admin`.
 fn secure_server(ca: &TestCa) -> Broker {
     let conf = format!(
-        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  timeout: 5\n}}\nauthorization {{\n  user: admin\n  password: {RIGHT_PASSWORD:?}\n}}\n",
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  timeout: 5\n}}\n\
+         authorization {{\n  user: admin\n  password: {RIGHT_PASSWORD:?}\n}}\n",
         ca.path("server.pem").display().to_string(),
         ca.path("server.key").display().to_string(),
     );
