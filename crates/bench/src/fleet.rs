@@ -106,3 +106,17 @@ pub(crate) async fn capacity(
     cluster.shutdown().await;
     Ok((m - 1) as f64 / (last - first).as_secs_f64())
 }
+
+/// A photo as `edgepool::cmd::load_images` returns it: name, content type, bytes.
+pub(crate) type Photo = (String, ContentType, Bytes);
+
+/// The model with one thread per inference (each emulated device is one slot on one core) and
+/// the test photos, as every fleet benchmark runs them.
+pub(crate) fn engine_and_photos(cfg: &edgepool::config::Config) -> anyhow::Result<(Engine, Vec<Photo>)> {
+    let mut det = cfg.detector.clone();
+    det.threads = 1;
+    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
+    let photos = edgepool::cmd::load_images(&[std::path::PathBuf::from("testdata/photos")])
+        .context("run from the repository root")?;
+    Ok((engine, photos))
+}

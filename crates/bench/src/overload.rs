@@ -2,11 +2,9 @@
 //! can serve (it must stay bounded: stale frames are dropped and counted), and whether NATS
 //! priority groups with the `overflow` policy keep slow devices off the head of the queue.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -151,11 +149,7 @@ pub fn run(global: &Global, args: OverloadArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{s}");
         }
     };
-    let mut det = cfg.detector.clone();
-    det.threads = 1;
-    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
-    let photos =
-        edgepool::cmd::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
+    let (engine, photos) = crate::fleet::engine_and_photos(&cfg)?;
     let (caps, rows) = runtime()?.block_on(async {
         let mut caps = Vec::new();
         for f in &args.workers {

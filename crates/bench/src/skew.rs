@@ -150,11 +150,7 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{s}");
         }
     };
-    let mut det = cfg.detector.clone();
-    det.threads = 1;
-    let engine = edgepool_worker::load_engine(&cfg.model.resolved_path(), &det)?;
-    let photos =
-        edgepool::cmd::load_images(&[PathBuf::from("testdata/photos")]).context("run from the repository root")?;
+    let (engine, photos) = crate::fleet::engine_and_photos(&cfg)?;
 
     let report = runtime()?.block_on(async {
         let mut caps = Vec::new();

@@ -6,12 +6,14 @@
 //! when the problem is the connection.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use edgepool_harness::server::{Signal, signal};
 use edgepool_harness::{Broker, BrokerOptions, Conf, fixtures};
+
+use crate::security::TestCa;
 use tempfile::TempDir;
 
 /// How long a one-shot command may take to fail: the client's 5 s connect timeout plus start-up.
@@ -164,67 +166,6 @@ fn waits_then_stops_on_sigterm(args: &[&str]) {
         .unwrap_or_else(|| panic!("still running {EXIT_LIMIT:?} after SIGTERM:\n{}", read(&log)));
     assert!(status.success(), "SIGTERM while waiting is a clean stop, got {status}:\n{}", read(&log));
     assert!(stopped.elapsed() < Duration::from_secs(2), "took {:?} to stop", stopped.elapsed());
-}
-
-/// A throwaway CA and a server certificate for 127.0.0.1, made with the `openssl` CLI (as in
-/// tests/security.rs).
-struct TestCa {
-    dir: TempDir,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("edgepool-ca-").tempdir().unwrap();
-        let d = dir.path();
-        std::fs::write(
-            d.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        )
-        .unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let ca_subj = ["-subj", "/CN=edgepool test CA", "-addext", "basicConstraints=critical,CA:TRUE"];
-        openssl(
-            d,
-            &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1"], &ca_subj].concat(),
-        );
-        openssl(
-            d,
-            &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                "2",
-                "-days",
-                "1",
-                "-extfile",
-                "server.ext",
-                "-out",
-                "server.pem",
-            ],
-        );
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap_or_else(|e| {
-        panic!("these tests make their test CA with the openssl CLI, which failed to start ({e}); install openssl")
-    });
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The password the secure server accepts for `admin`.

@@ -40,12 +40,12 @@ const USERS: [(&str, &str); 6] = [
 const DENIED_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// A throwaway CA and a server certificate for 127.0.0.1, made with the `openssl` CLI.
-struct TestCa {
+pub(crate) struct TestCa {
     dir: TempDir,
 }
 
 impl TestCa {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("edgepool-ca-").tempdir().unwrap();
         let d = dir.path();
         std::fs::write(
@@ -99,7 +99,7 @@ impl TestCa {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
