@@ -95,6 +95,7 @@ impl LocalCluster {
     ) -> anyhow::Result<()> {
         let metrics = WorkerMetrics::register(registry, id, ARCH)?;
         let cfg = WorkerConfig { id: Some(id.to_owned()), ..cfg };
+        edgepool_worker::device::register(registry, id, ARCH, &cfg)?;
         let worker =
             Worker::new(self.js.clone(), engine, cfg, metrics).await.with_context(|| format!("worker {id}"))?;
         let token = CancellationToken::new();

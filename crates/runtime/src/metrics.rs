@@ -173,6 +173,63 @@ def!(
     "Pull requests the watchdog abandoned because they outlived their expiry."
 );
 
+def!(
+    WORKER_INFO,
+    "edgepool_worker_info",
+    Gauge,
+    "info",
+    ["worker", "arch", "device", "node", "cpu_model", "cpu_cores", "memory_bytes", "pid"],
+    "Always 1: the device this worker runs on. `device` is the operator's label, `node` the \
+     Kubernetes node (downward API) or host name. One series per worker process: with a fixed \
+     worker id (`worker.id`, e.g. the pod name) a restart in the same container keeps it; with the \
+     default random id each start is a new series and the old one ends."
+);
+
+// Device, exported by each worker about the machine it runs on; every series carries `worker`,
+// `arch` and `node`. Temperature and throttling are absent (no series) where no source is readable.
+def!(
+    DEVICE_CPU_CORES,
+    "edgepool_device_cpu_cores",
+    Gauge,
+    "cores",
+    ["worker", "arch", "node"],
+    "Logical CPUs of the device (the divisor that turns process CPU seconds into a share of the device)."
+);
+def!(
+    DEVICE_MEMORY_TOTAL,
+    "edgepool_device_memory_total_bytes",
+    Gauge,
+    "bytes",
+    ["worker", "arch", "node"],
+    "MemTotal of the device (/proc/meminfo)."
+);
+def!(
+    DEVICE_MEMORY_AVAILABLE,
+    "edgepool_device_memory_available_bytes",
+    Gauge,
+    "bytes",
+    ["worker", "arch", "node"],
+    "MemAvailable of the device (/proc/meminfo): memory that can be used without swapping."
+);
+def!(
+    DEVICE_TEMPERATURE,
+    "edgepool_device_temperature_celsius",
+    Gauge,
+    "celsius",
+    ["worker", "arch", "node", "sensor"],
+    "SoC/CPU temperature from /sys/class/thermal or hwmon; `sensor` names the zone (cpu-thermal on \
+     a Pi, x86_pkg_temp, k10temp, ...). No series where none is readable."
+);
+def!(
+    DEVICE_THROTTLED,
+    "edgepool_device_throttled",
+    Gauge,
+    "boolean",
+    ["worker", "arch", "node", "condition"],
+    "Raspberry Pi firmware state now (get_throttled bits 0-3), 1 when the condition holds: \
+     under_voltage, frequency_capped, throttled, soft_temperature_limit. No series off a Pi."
+);
+
 // Sink.
 def!(
     SINK_RESULTS,
@@ -291,6 +348,12 @@ pub const CATALOG: &[Def] = &[
     WORKER_IN_FLIGHT,
     WORKER_SLOWDOWN,
     WORKER_STALLS,
+    WORKER_INFO,
+    DEVICE_CPU_CORES,
+    DEVICE_MEMORY_TOTAL,
+    DEVICE_MEMORY_AVAILABLE,
+    DEVICE_TEMPERATURE,
+    DEVICE_THROTTLED,
     SINK_RESULTS,
     SINK_DUPLICATES,
     SINK_INVALID,
@@ -306,6 +369,50 @@ pub const CATALOG: &[Def] = &[
     JS_CONSUMER_WAITING,
     JS_UP,
 ];
+
+/// The standard `process_*` series of the prometheus crate's process collector (Linux), served
+/// by every role next to its own metrics; see [`register_process`]. They carry no labels of their
+/// own: Prometheus's `job` and `instance` tell the processes apart. In `edgepool demo` every role
+/// runs in one process, so each of its endpoints reports that same process.
+pub const PROCESS: &[Def] = &[
+    pdef("process_cpu_seconds_total", Kind::Counter, "seconds", "Total user and system CPU time spent."),
+    pdef("process_resident_memory_bytes", Kind::Gauge, "bytes", "Resident memory size."),
+    pdef("process_virtual_memory_bytes", Kind::Gauge, "bytes", "Virtual memory size."),
+    pdef(
+        "process_virtual_memory_max_bytes",
+        Kind::Gauge,
+        "bytes",
+        "Virtual memory limit (RLIMIT_AS); no series when unlimited, as usual.",
+    ),
+    pdef("process_open_fds", Kind::Gauge, "fds", "Open file descriptors."),
+    pdef("process_max_fds", Kind::Gauge, "fds", "Maximum number of open file descriptors."),
+    pdef("process_threads", Kind::Gauge, "threads", "OS threads in the process."),
+    pdef("process_start_time_seconds", Kind::Gauge, "seconds", "Start time of the process since the Unix epoch."),
+];
+
+const fn pdef(name: &'static str, kind: Kind, unit: &'static str, help: &'static str) -> Def {
+    Def { name, kind, unit, labels: &[], help, buckets: None }
+}
+
+/// A registry for one role's `/metrics`, with this process's [`PROCESS`] series in it.
+#[must_use]
+pub fn role_registry() -> prometheus::Registry {
+    let r = prometheus::Registry::new();
+    if let Err(e) = register_process(&r) {
+        // Only a second registration in the same registry fails, which cannot happen here.
+        tracing::warn!(error = %e, "process metrics not registered");
+    }
+    r
+}
+
+/// Registers this process's collector (the [`PROCESS`] series) in `r`. A no-op off Linux.
+pub fn register_process(r: &prometheus::Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = r;
+    Ok(())
+}
 
 mod build {
     use prometheus::{
@@ -362,6 +469,13 @@ mod build {
             let m = IntGaugeVec::new(opts(self), self.labels)?;
             r.register(Box::new(m.clone()))?;
             Ok(m)
+        }
+
+        /// A labelled float gauge that is not registered, for a collector that reads its values
+        /// when scraped.
+        pub fn unregistered_gauge_vec(&self) -> prometheus::Result<prometheus::GaugeVec> {
+            self.check(Kind::Gauge, true);
+            prometheus::GaugeVec::new(opts(self), self.labels)
         }
 
         /// Registers a labelled float gauge.
@@ -422,6 +536,14 @@ pub fn markdown() -> String {
             d.help
         ));
     }
+    s.push_str(
+        "\n## Process metrics (every role)\n\nThe prometheus crate's process collector (Linux). No labels \
+         of their own: `job` and `instance` tell processes apart. In `edgepool demo` all roles share \
+         one process, so every endpoint reports it.\n\n| name | type | unit | meaning |\n|---|---|---|---|\n",
+    );
+    for d in PROCESS {
+        s.push_str(&format!("| `{}` | {} | {} | {} |\n", d.name, d.kind.as_str(), d.unit, d.help));
+    }
     s.push_str("\n## Histogram buckets\n\n");
     s.push_str(&format!(
         "- `STAGE_BUCKETS` (seconds): {STAGE_BUCKETS:?}\n- `LATENCY_BUCKETS` (seconds): {LATENCY_BUCKETS:?}\n"
@@ -452,5 +574,24 @@ mod tests {
             }
             assert_eq!(d.kind == Kind::Histogram, d.buckets.is_some(), "{}", d.name);
         }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn process_table_is_what_the_collector_exports() {
+        let r = prometheus::Registry::new();
+        register_process(&r).unwrap();
+        let mut got: Vec<_> = r.gather().iter().map(|f| f.name().to_owned()).collect();
+        let mut want: Vec<_> = PROCESS.iter().map(|d| d.name.to_owned()).collect();
+        if !got.iter().any(|n| n == "process_virtual_memory_max_bytes") {
+            want.retain(|n| n != "process_virtual_memory_max_bytes"); // no RLIMIT_AS here
+        }
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        let cpu = r.gather().into_iter().find(|f| f.name() == "process_cpu_seconds_total").unwrap();
+        assert!(cpu.get_metric()[0].get_counter().get_value() >= 0.0);
+        let rss = r.gather().into_iter().find(|f| f.name() == "process_resident_memory_bytes").unwrap();
+        assert!(rss.get_metric()[0].get_gauge().get_value() > 1e6, "a running test binary has > 1 MB resident");
     }
 }

@@ -40,4 +40,31 @@ pub struct WorkerEntry {
     pub frames_total: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The device it runs on; absent from workers older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceEntry>,
+}
+
+/// The device a worker runs on, as of its last refresh. Every reading a device may not have is
+/// an `Option`: `None` means unknown, never 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// Kubernetes node name, or the host name.
+    pub node: String,
+    pub cpu_model: String,
+    /// Logical CPUs of the device.
+    pub cpu_cores: usize,
+    pub memory_total_bytes: u64,
+    /// 1 - MemAvailable / MemTotal.
+    #[serde(default)]
+    pub memory_used_ratio: Option<f64>,
+    /// Busy share of all the device's CPUs over the last refresh interval (`/proc/stat`).
+    #[serde(default)]
+    pub cpu_ratio: Option<f64>,
+    /// SoC temperature, where a thermal zone or hwmon sensor is readable.
+    #[serde(default)]
+    pub temperature_celsius: Option<f64>,
+    /// Raspberry Pi throttle conditions holding now (empty: none); `None` off a Pi.
+    #[serde(default)]
+    pub throttled: Option<Vec<String>>,
 }

@@ -1,6 +1,7 @@
 //! Worker settings (`[worker]` in the config file, `EDGEPOOL_WORKER_*`, `edgepool worker` flags).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,13 @@ pub struct WorkerConfig {
     /// are pending. Set it on slow devices so they serve the backlog and leave the
     /// latency-critical head of the queue to fast ones.
     pub overflow_min_pending: Option<u64>,
+    /// The device's name in metrics (`edgepool_worker_info{node}`) and the fleet registry, the
+    /// key that joins a worker to node-exporter's series. Kubernetes: `spec.nodeName` through
+    /// the downward API (`EDGEPOOL_WORKER_NODE`). Default: the host name.
+    pub node: Option<String>,
+    /// Where the SoC temperature (`class/thermal`, `class/hwmon`) and a Raspberry Pi's throttle
+    /// state are read. Only tests point it elsewhere.
+    pub sysfs_root: PathBuf,
 }
 
 impl Default for WorkerConfig {
@@ -79,6 +87,8 @@ impl Default for WorkerConfig {
             consumer: edgepool_nats::DETECTORS.to_owned(),
             priority_group: None,
             overflow_min_pending: None,
+            node: None,
+            sysfs_root: PathBuf::from("/sys"),
         }
     }
 }
@@ -108,6 +118,11 @@ impl WorkerConfig {
             && (label.len() > 64 || label.chars().any(char::is_control))
         {
             return Err(ConfigError::Label);
+        }
+        if let Some(node) = &self.node
+            && (node.is_empty() || node.len() > 253 || node.chars().any(char::is_control))
+        {
+            return Err(ConfigError::Node);
         }
         Ok(())
     }

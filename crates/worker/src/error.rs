@@ -20,6 +20,8 @@ pub enum ConfigError {
     PublishAttempts,
     #[error("worker.label must be at most 64 printable characters")]
     Label,
+    #[error("worker.node must be 1 to 253 printable characters")]
+    Node,
 }
 
 /// Why [`crate::Worker::new`] could not bind a worker to its consumer.

@@ -32,6 +32,7 @@
 
 pub mod config;
 mod ctx;
+pub mod device;
 pub mod engine;
 mod envelope;
 pub mod error;

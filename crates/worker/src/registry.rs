@@ -49,6 +49,8 @@ fn totals(ctx: &Ctx) -> (u64, Duration) {
 pub(crate) async fn keep_fresh(ctx: Arc<Ctx>, store: kv::Store, shutdown: CancellationToken) {
     let mut last = (Instant::now(), totals(&ctx));
     let mut capacity = None;
+    let facts = crate::device::Facts::read(ctx.cfg.node.as_deref());
+    let mut device = crate::device::DeviceProbe::new(facts, ctx.cfg.sysfs_root.clone());
     loop {
         tokio::select! {
             () = tokio::time::sleep(REFRESH) => {}
@@ -71,6 +73,7 @@ pub(crate) async fn keep_fresh(ctx: Arc<Ctx>, store: kv::Store, shutdown: Cancel
             busy_ratio: r.busy_ratio,
             frames_total: now.1.0,
             updated_at: OffsetDateTime::now_utc(),
+            device: Some(device.entry()),
         };
         match serde_json::to_vec(&entry) {
             Ok(body) => match tokio::time::timeout(UPDATE_TIMEOUT, store.put(ctx.id.as_str(), body.into())).await {

@@ -158,7 +158,7 @@ pub fn run(global: &Global, args: CameraArgs) -> anyhow::Result<ExitCode> {
     let plan = Replay { images, fps: args.fps, count };
     app::run_with(cfg, "warn", |ctx| async move {
         let shutdown = ctx.shutdown.clone();
-        let registry = prometheus::Registry::new();
+        let registry = edgepool_runtime::metrics::role_registry();
         let metrics = CameraMetrics::register(&registry, camera.as_str())?;
         let ready = Readiness::default();
         if let Some(addr) = args.listen {

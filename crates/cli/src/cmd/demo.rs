@@ -153,7 +153,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let fps = args.fps.unwrap_or_else(|| fitted_fps(capacity, args.cameras));
         let offered = fps * args.cameras as f64;
         // Broker (embedded unless --nats-url), setup, sink.
-        let sink_registry = prometheus::Registry::new();
+        let sink_registry = edgepool_runtime::metrics::role_registry();
         let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
         if let Some(server) = &cluster.server {
             say(format!(
@@ -176,7 +176,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         // Workers.
         for (i, slowdown) in args.workers.iter().enumerate() {
             let id = format!("w{}-{ARCH}-x{slowdown}", i + 1).replace('.', "_");
-            let registry = prometheus::Registry::new();
+            let registry = edgepool_runtime::metrics::role_registry();
             let wcfg = WorkerConfig { slowdown: *slowdown, ..cfg.worker.clone() };
             cluster.add_worker(&id, wcfg, engine.clone(), &registry).await?;
             let ready = Readiness::default();
@@ -213,7 +213,7 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut cameras = Vec::new();
         for c in 0..args.cameras {
             let camera = CameraId::new(format!("cam-{}", c + 1))?;
-            let registry = prometheus::Registry::new();
+            let registry = edgepool_runtime::metrics::role_registry();
             let metrics = CameraMetrics::register(&registry, camera.as_str())?;
             let ready = Readiness::default();
             ready.set(true);

@@ -46,7 +46,7 @@ impl SinkArgs {
 
 pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
     app::run(global, &args.overrides(), "info", |ctx| async move {
-        let registry = prometheus::Registry::new();
+        let registry = edgepool_runtime::metrics::role_registry();
         let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
         let bound = ctx.serve(ctx.cfg.sink.listen, router).await?;

@@ -185,6 +185,34 @@ fn print(s: &Status) {
             s.share.get(&w.id).copied().unwrap_or(0.0) * 100.0
         );
     }
+    let devices: Vec<&WorkerEntry> = s.workers.iter().filter(|w| w.device.is_some()).collect();
+    if !devices.is_empty() {
+        println!();
+        println!(
+            "  {:<28} {:<20} {:>5} {:>9} {:>5} {:>5} {:>6}  cpu model / throttling",
+            "device of worker", "node", "cores", "memory", "cpu", "mem", "temp"
+        );
+        for w in devices {
+            let Some(d) = &w.device else { continue };
+            let pct = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{:.0}%", r * 100.0));
+            let throttle = match &d.throttled {
+                Some(t) if t.is_empty() => " (not throttled)".to_owned(),
+                Some(t) => format!(" (THROTTLED: {})", t.join(", ")),
+                None => String::new(),
+            };
+            println!(
+                "  {:<28} {:<20} {:>5} {:>7.1}G {:>5} {:>5} {:>6}  {}{throttle}",
+                w.id,
+                d.node,
+                d.cpu_cores,
+                d.memory_total_bytes as f64 / f64::from(1u32 << 30),
+                pct(d.cpu_ratio),
+                pct(d.memory_used_ratio),
+                d.temperature_celsius.map_or_else(|| "-".to_owned(), |t| format!("{t:.0}°C")),
+                d.cpu_model,
+            );
+        }
+    }
     if s.workers.is_empty() {
         println!("  (no workers registered in the last {} s)", edgepool_wire::fleet::TTL.as_secs());
     }
@@ -222,6 +250,7 @@ mod tests {
             busy_ratio: 0.0,
             frames_total: 0,
             updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            device: None,
         }
     }
 

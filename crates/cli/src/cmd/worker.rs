@@ -92,11 +92,12 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     };
     app::run_with(cfg, "info", |ctx| async move {
         let (cfg, shutdown) = (&ctx.cfg, ctx.shutdown.clone());
-        let registry = prometheus::Registry::new();
+        let registry = edgepool_runtime::metrics::role_registry();
         let id = cfg.worker.id.clone().unwrap_or_else(edgepool_worker::default_worker_id);
         let mut wcfg = cfg.worker.clone();
         wcfg.id = Some(id.clone());
         let metrics = WorkerMetrics::register(&registry, &id, ARCH)?;
+        edgepool_worker::device::register(&registry, &id, ARCH, &wcfg)?;
         let ready = Readiness::default();
         let in_flight = metrics.in_flight.clone();
         ctx.abandons.set(move || {

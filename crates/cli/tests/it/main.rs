@@ -7,6 +7,7 @@
 //! - [`drain`]: SIGTERM drain of a worker process; [`panic`]: a panicking frame costs no slot.
 //! - [`models`]: models over NATS and hot-swap; [`security`]: the shipped auth and TLS setup;
 //!   [`interop`]: a Python client that knows only docs/wire.md.
+//! - [`devices`]: the device a worker runs on, in metrics, the fleet registry and `status`.
 //! - [`connect_errors`]: what each role says when the broker cannot be reached or refuses it.
 //! - [`stop`]: every role stops cleanly on SIGINT/SIGTERM, broker or no broker (issue #17).
 
@@ -15,6 +16,7 @@
 mod capacity;
 mod common;
 mod connect_errors;
+mod devices;
 mod drain;
 mod fleet;
 mod interop;
