@@ -13,6 +13,11 @@ Conventions in the queries:
 - Labelled counters such as `edgepool_worker_errors_total` have no series until the first error.
   Panels over them add `or (0 * <a series that always exists>)` so a healthy fleet shows zero
   rather than "No data", which an operator cannot tell apart from "not scraped".
+- Devices are keyed by `node`, the device's name as workers report it in `edgepool_worker_info`.
+  node-exporter's series are joined to it through `node_uname_info`'s `nodename`, and every panel
+  over them falls back (`or on (node)`) to what the workers measure themselves, so the row works
+  without node-exporter. `node_uname_info` is written bare (no matchers): the live check swaps it
+  for a metric that does not exist to evaluate those fallbacks.
 """
 
 import json
@@ -45,7 +50,7 @@ def targets(*pairs, instant=False):
     return [target(e, l, chr(ord("A") + i), instant) for i, (e, l) in enumerate(pairs)]
 
 
-def timeseries(title, desc, tgts, unit="short", stack=False, percent=False, max_=None, min_=None):
+def timeseries(title, desc, tgts, unit="short", stack=False, percent=False, max_=None, min_=None, line_at=None):
     custom = {
         "drawStyle": "line",
         "lineWidth": 1,
@@ -60,6 +65,10 @@ def timeseries(title, desc, tgts, unit="short", stack=False, percent=False, max_
         defaults["max"] = max_
     if min_ is not None:
         defaults["min"] = min_
+    if line_at is not None:
+        # A red dashed line at an alert's threshold.
+        custom["thresholdsStyle"] = {"mode": "dashed"}
+        defaults["thresholds"] = {"mode": "absolute", "steps": [{"color": "transparent", "value": None}, {"color": "red", "value": line_at}]}
     return {
         "type": "timeseries",
         "title": title,
@@ -122,9 +131,60 @@ def bargauge(title, desc, tgts, unit="short", max_=None):
     }
 
 
+def table(title, desc, tgts, columns, rename, numbers, units):
+    """An instant query as a table, one row per series: `columns` (labels) in this order, the rest
+    hidden; `numbers` are labels converted to numbers so `units` ({renamed column: unit}) apply."""
+    hidden = {"Time": True, "Value": True, "Value #A": True, "__name__": True, "job": True, "instance": True}
+    for tgt in tgts:
+        tgt["format"] = "table"  # one row per series, labels as columns
+    return {
+        "type": "table",
+        "title": title,
+        "description": desc,
+        "datasource": DS,
+        "fieldConfig": {
+            "defaults": {"custom": {"align": "auto", "cellOptions": {"type": "auto"}}, "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]}},
+            "overrides": [
+                {"matcher": {"id": "byName", "options": name}, "properties": [{"id": "unit", "value": unit}]} for name, unit in units.items()
+            ],
+        },
+        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": ""}, "sortBy": [{"displayName": rename.get(columns[0], columns[0]), "desc": False}]},
+        "transformations": [
+            {"id": "convertFieldType", "options": {"fields": {}, "conversions": [{"targetField": n, "destinationType": "number"} for n in numbers]}},
+            {"id": "organize", "options": {"excludeByName": hidden, "indexByName": {c: i for i, c in enumerate(columns)}, "renameByName": rename}},
+        ],
+        "targets": tgts,
+    }
+
+
 def zero_per_worker(metric=f"edgepool_worker_slots{{{WORKER_SEL}}}"):
     """A zero series per (arch, worker), for panels over counters that may not exist yet."""
     return f"(0 * sum by (arch, worker) ({metric}))"
+
+
+# Devices. `node` is the device's name: workers report it in edgepool_worker_info{node} (the
+# Kubernetes node via the downward API, else the host name); node-exporter's node_uname_info has it
+# as `nodename`. Always written as a bare `node_uname_info`: see the module docstring.
+NODE_NAME = 'label_replace(max by (job, instance, nodename) (node_uname_info), "node", "$1", "nodename", "(.+)")'
+# node-exporter busy CPU per device (the node-mixin's definition: idle, iowait and steal are not busy).
+NODE_CPU = (
+    f'max by (node) ((1 - avg by (job, instance) (sum by (job, instance, cpu) (rate(node_cpu_seconds_total{{mode=~"idle|iowait|steal"}}[{RI}]))))'
+    f" * on (job, instance) group_left (node) {NODE_NAME})"
+)
+NODE_MEM = (
+    "max by (node) ((1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"
+    f" * on (job, instance) group_left (node) {NODE_NAME})"
+)
+# The workers' own processes per device, each process once: in `edgepool demo` every worker endpoint
+# is the same process (same host and pid); Kubernetes pods repeat pids but not addresses.
+WORKERS_CPU = (
+    f"sum by (node) (max by (node, pid, host) (label_replace(rate(process_cpu_seconds_total[{RI}])"
+    ' * on (job, instance) group_left (node, pid) edgepool_worker_info, "host", "$1", "instance", "(.*):[0-9]+")))'
+    " / on (node) max by (node) (edgepool_device_cpu_cores)"
+)
+WORKERS_MEM = "max by (node) (1 - edgepool_device_memory_available_bytes / edgepool_device_memory_total_bytes)"
+# Devices running a selected worker.
+SELECTED_DEVICES = f"edgepool_worker_info{{{WORKER_SEL}}}"
 
 
 def rows():
@@ -248,6 +308,59 @@ def rows():
             (timeseries("Emulated slowdown", "Device emulation factor per worker (--slowdown); 1 on real hardware. Read with the worker stage panel.",
                         targets((f"max by (worker) (edgepool_worker_slowdown_ratio{{{WORKER_SEL}}})", "{{worker}}")), unit="x"), 8, 8),
         ]),
+        ("Devices", [
+            (table("Devices and their workers",
+                   "One row per worker, from edgepool_worker_info: the device (node: the Kubernetes node, or the host name), the operator's --label, "
+                   "CPU model, logical CPUs and memory as the worker read them from /proc, and the process id. Needs only the workers' /metrics. "
+                   "In `edgepool demo` every worker is the same process, so all rows share one node and one pid.",
+                   targets((f"max by (node, device, arch, worker, cpu_model, cpu_cores, memory_bytes, pid) ({SELECTED_DEVICES})", ""), instant=True),
+                   columns=["node", "device", "arch", "worker", "cpu_model", "cpu_cores", "memory_bytes", "pid"],
+                   rename={"device": "label", "cpu_model": "CPU", "cpu_cores": "CPUs", "memory_bytes": "memory"},
+                   numbers=["cpu_cores", "memory_bytes"], units={"memory": "bytes"}), 24, 6),
+            (timeseries("CPU per device",
+                        "Busy CPU per device, 1 = every core busy. `total` is node-exporter's (node_cpu_seconds_total: not idle, iowait or steal), "
+                        "joined by node name (node_uname_info's nodename = the worker's node); `edgepool` is the CPU of the device's worker "
+                        "processes (process_cpu_seconds_total, each process once) over its cores. Without node-exporter `total` falls back to "
+                        "`edgepool`, so the two lines coincide and load from other processes is invisible. A large gap between them means "
+                        "something else is using the device.",
+                        targets(
+                            (f"({NODE_CPU} or on (node) {WORKERS_CPU}) and on (node) {SELECTED_DEVICES}", "{{node}} total"),
+                            (f"{WORKERS_CPU} and on (node) {SELECTED_DEVICES}", "{{node}} edgepool"),
+                        ), unit="percentunit", max_=1, min_=0), 8, 8),
+            (timeseries("Memory used per device",
+                        "1 - MemAvailable / MemTotal per device: node-exporter's where it runs (joined by node name), else the workers' own "
+                        "/proc/meminfo reading (edgepool_device_memory_available_bytes over edgepool_device_memory_total_bytes), so this works without node-exporter. The line marks the 90% alert.",
+                        targets((f"({NODE_MEM} or on (node) {WORKERS_MEM}) and on (node) {SELECTED_DEVICES}", "{{node}}")),
+                        unit="percentunit", max_=1, min_=0, line_at=0.9), 8, 8),
+            (timeseries("Temperature per device",
+                        "Hottest reading per device and sensor, read by the workers from /sys/class/thermal and hwmon (no node-exporter needed). "
+                        "Devices without a readable sensor (most VMs) have no line rather than 0. The line marks 80 °C, where a Raspberry Pi 4 "
+                        "starts throttling (the alert's threshold).",
+                        targets((f"max by (node, sensor) (edgepool_device_temperature_celsius{{{WORKER_SEL}}})", "{{node}} {{sensor}}")),
+                        unit="celsius", line_at=80), 8, 8),
+            (timeseries("Throttling per device",
+                        "Raspberry Pi firmware flags (get_throttled, current state), 1 = active: under_voltage (weak power supply), "
+                        "frequency_capped, throttled, soft_temperature_limit (heat). Read by the workers; only Raspberry Pis have these series.",
+                        targets((f"max by (node, condition) (edgepool_device_throttled{{{WORKER_SEL}}})", "{{node}} {{condition}}")),
+                        unit="short", max_=1, min_=0), 8, 8),
+            (timeseries("Worker process CPU vs busy ratio",
+                        "Per worker: its process's CPU as a share of the whole device (process_cpu_seconds_total over edgepool_device_cpu_cores, "
+                        "which counts whole seconds, so short ranges are coarse) against its busy ratio (slots in use). Busy slots with little "
+                        "CPU mean the worker waits for something (a starved CPU, slow publishes, emulated slowdown). Needs no node-exporter. "
+                        "In `edgepool demo` all workers, the sink and the cameras are one process, so every worker shows the same CPU.",
+                        targets(
+                            (f"sum by (arch, worker, node) (rate(process_cpu_seconds_total[{RI}]) * on (job, instance) group_left (arch, worker, node) {SELECTED_DEVICES})"
+                             f" / on (arch, worker, node) max by (arch, worker, node) (edgepool_device_cpu_cores{{{WORKER_SEL}}})", "{{worker}} process CPU"),
+                            (f"sum by (arch, worker) (rate(edgepool_worker_busy_seconds_total{{{WORKER_SEL}}}[{RI}])) / sum by (arch, worker) (edgepool_worker_slots{{{WORKER_SEL}}})",
+                             "{{worker}} busy"),
+                        ), unit="percentunit", max_=1, min_=0), 8, 8),
+            (timeseries("Results / s per device",
+                        "The work each device does: results per second counted at the sink, summed over the device's workers (joined by worker "
+                        "id to edgepool_worker_info's node). Read beside the CPU panel: a device whose results fall while its total CPU stays "
+                        "high and its edgepool CPU falls is starved by something else (EdgepoolDeviceCPUContention).",
+                        targets((f"sum by (node) (sum by (arch, worker) (rate({results}[{RI}])) * on (arch, worker) group_left (node) max by (arch, worker, node) ({SELECTED_DEVICES}))", "{{node}}")),
+                        unit="reqps"), 8, 8),
+        ]),
     ]
 
 
@@ -312,7 +425,7 @@ def dashboard():
             "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
             "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
         }]},
-        "description": "edgepool: throughput and share per arch, queue depth, end-to-end latency and its stages, drops, detections, worker busy ratio. Generated by tools/observability/dashboard.py.",
+        "description": "edgepool: throughput and share per arch, queue depth, end-to-end latency and its stages, drops, detections, worker busy ratio, devices (CPU, memory, temperature, throttling). Generated by tools/observability/dashboard.py.",
         "editable": True,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,

@@ -180,9 +180,10 @@ def!(
     "info",
     ["worker", "arch", "device", "node", "cpu_model", "cpu_cores", "memory_bytes", "pid"],
     "Always 1: the device this worker runs on. `device` is the operator's label, `node` the \
-     Kubernetes node (downward API) or host name. One series per worker process: with a fixed \
-     worker id (`worker.id`, e.g. the pod name) a restart in the same container keeps it; with the \
-     default random id each start is a new series and the old one ends."
+     Kubernetes node (downward API) or host name; `pid` with the instance's host tells worker \
+     endpoints of one process apart (the demo). One series per worker process: with a fixed worker \
+     id (`worker.id`, e.g. the pod name) a container restart keeps it; with the default random id \
+     each start is a new series and the old one ends."
 );
 
 // Device, exported by each worker about the machine it runs on; every series carries `worker`,
