@@ -407,7 +407,7 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
     No port is picked by binding and releasing a socket (another process could take it in
     between): the sink binds port 0 itself and prints the address it got, and the dead NATS port
     stays bound here, without listening, so connections to it are refused for the whole check."""
-    problems, got = [], {}
+    problems, got, body = [], {}, ""
     with socket.socket() as dead_socket, tempfile.TemporaryFile() as stderr:
         dead_socket.bind(("127.0.0.1", 0))
         dead = dead_socket.getsockname()[1]
@@ -427,6 +427,8 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
                     try:
                         with urllib.request.urlopen(f"{base}{path}", timeout=2) as r:
                             got[path] = r.status
+                            if path == "/metrics":
+                                body = r.read().decode(errors="replace")
                     except urllib.error.HTTPError as e:
                         got[path] = e.code
                     except OSError:
@@ -448,9 +450,13 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
         problems.append(f"/healthz answered {got.get('/healthz')}, want 200")
     if got.get("/readyz") != 503:
         problems.append(f"/readyz answered {got.get('/readyz')} without NATS, want 503")
+    # Every role's /metrics carries the process collector's series (docs/metrics.md).
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_threads"):
+        if got.get("/metrics") == 200 and not re.search(rf"^{name} ", body, re.M):
+            problems.append(f"/metrics lacks {name}")
     if got.get("/metrics") != 200:
         problems.append(f"/metrics answered {got.get('/metrics')}, want 200")
-    rep.check("the real sink serves /healthz (200), /readyz (503 before NATS) and /metrics", problems)
+    rep.check("the real sink serves /healthz (200), /readyz (503 before NATS) and /metrics with process_* series", problems)
 
 
 # ---------------------------------------------------------------- selectors and labels

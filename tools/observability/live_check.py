@@ -514,6 +514,12 @@ def run(args, tmp, procs):
     firing = sorted({f"{r['name']} ({r['state']})" for r in rules if r["type"] == "alerting" and r["state"] != "inactive"})
     log(f"{declared} rules loaded and healthy; alerts not inactive now: {', '.join(firing) or 'none'}")
     print_devices(base, args.synthetic)
+    # Every role's endpoint serves the process collector's series (sink, worker and camera jobs).
+    expr = 'count by (job) (process_resident_memory_bytes{job=~"edgepool-.*"})'
+    n, err = query(base, expr)
+    ok = err is None and n == 3
+    failed += not ok
+    print(f"  {'ok  ' if ok else 'FAIL'} {n} of 3 edgepool jobs serve process_* series\n              {expr}", flush=True)
     if failed:
         raise Failure(f"{failed} of {len(checks)} queries errored or returned no series")
     log(f"PASS: all {len(checks)} queries returned series")
