@@ -121,8 +121,17 @@ fn with_tools(cmd: &mut Command, bin: &Path) {
 fn demo(args: &[String]) -> Result<()> {
     let bin = tools()?;
     model()?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    if !target.join("debug").join("edgepool").exists() {
+        eprintln!(
+            "[demo] first run: cargo builds edgepool and its ~280 dependencies (tract, async-nats, ...) \
+             before the demo starts. That takes up to half an hour on 2 cores, less with more; \
+             cargo's progress follows. Later runs start in seconds."
+        );
+    }
+    // Not `--quiet`: a first build is long, and cargo's progress is the only sign of life.
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(root()).args(["run", "--quiet", "-p", "edgepool", "--", "demo"]).args(args);
+    cmd.current_dir(root()).args(["run", "-p", "edgepool", "--", "demo"]).args(args);
     with_tools(&mut cmd, &bin);
     run(&mut cmd)
 }
