@@ -11,6 +11,8 @@ use edgepool_detector::{
 };
 use serde::{Deserialize, Serialize};
 
+mod profile;
+
 /// The onnxruntime runner, embedded so an installed binary can bench too.
 const REFERENCE_PY: &str = include_str!("../../../tools/model/reference.py");
 /// Pinned reference versions; changing them re-creates the venv.
@@ -45,6 +47,13 @@ pub struct BenchDetectArgs {
     /// The ONNX model [default: as `edgepool detect`].
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
+
+    /// Instead of the layouts: where inference time goes. Every tract plan node is timed on its
+    /// own, at 1 thread and at all cores, and put beside onnxruntime's own profiler on the same
+    /// input, grouped by the ONNX operator each node came from (convolutions by kind), with the
+    /// 10 most expensive tract nodes and their shapes.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Everything one run measured.
@@ -111,15 +120,25 @@ struct ReferenceRun {
 
 /// What tools/model/reference.py prints.
 #[derive(Debug, Deserialize)]
-struct OrtOutput {
-    onnxruntime: String,
-    runs: Vec<OrtRun>,
+pub(crate) struct OrtOutput {
+    pub(crate) onnxruntime: String,
+    pub(crate) runs: Vec<OrtRun>,
 }
 
 #[derive(Debug, Deserialize)]
-struct OrtRun {
-    threads: usize,
-    ms_mean: f64,
+pub(crate) struct OrtRun {
+    pub(crate) threads: usize,
+    pub(crate) ms_mean: f64,
+    /// With `--profile`: onnxruntime's per-node kernel times, mean per frame.
+    #[serde(default)]
+    pub(crate) nodes: Vec<OrtNode>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub(crate) struct OrtNode {
+    pub(crate) name: String,
+    pub(crate) op: String,
+    pub(crate) ms: f64,
 }
 
 pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
@@ -128,6 +147,9 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
     let photos = load_photos(args.photos.as_deref())?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let progress = |msg: &str| eprintln!("[bench] {msg}");
+    if args.profile {
+        return profile::run(&args, &model_path, &photos, cores, &progress);
+    }
 
     // Peak RSS first, before anything else has grown the process.
     let one = Model::load(&model_path, &DetectorConfig::default())?;
@@ -169,7 +191,7 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
         let mut s = session;
         s.decode(&photos[0].1)?;
         let tensor = s.preprocess()?.to_vec();
-        let ort = run_reference(&model_path, &tensor, cores, args.iterations, &progress)?;
+        let ort = run_reference(&model_path, &tensor, cores, args.iterations, false, &progress)?;
         let mut runs = Vec::new();
         for r in ort.runs {
             let model = if r.threads == 1 { &one } else { &all };
@@ -312,11 +334,12 @@ fn time_tensor(session: &mut Session, tensor: &[f32], iterations: usize) -> anyh
 }
 
 /// Runs reference.py in `<model dir>/pyref-venv` (created on first use) on `tensor`.
-fn run_reference(
+pub(crate) fn run_reference(
     model: &Path,
     tensor: &[f32],
     cores: usize,
     iterations: usize,
+    profile: bool,
     progress: &dyn Fn(&str),
 ) -> anyhow::Result<OrtOutput> {
     let python = ensure_venv(&default_model_dir().join("pyref-venv"), progress)?;
@@ -333,6 +356,9 @@ fn run_reference(
     let mut cmd = Command::new(&python);
     cmd.arg(&script).arg("--model").arg(model).arg("--input").arg(&input);
     cmd.arg("--iterations").arg(iterations.to_string());
+    if profile {
+        cmd.arg("--profile");
+    }
     for t in &threads {
         cmd.arg("--threads").arg(t);
     }
@@ -379,7 +405,7 @@ fn peak_rss_mib() -> anyhow::Result<f64> {
     edgepool_runtime::process::peak_rss_mib().context("no VmHWM in /proc/self/status")
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

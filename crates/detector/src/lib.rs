@@ -27,6 +27,7 @@ mod labels;
 mod model;
 mod postprocess;
 mod preprocess;
+pub mod profile;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,7 @@ pub use error::{ConfigError, DetectError, LoadError, OutputsError};
 pub use labels::{COCO_CLASSES, coco_label};
 pub use model::{Model, Optimization, Output, Session, StageTimings};
 pub use preprocess::{INPUT_HEIGHT, INPUT_LEN, INPUT_WIDTH};
+pub use profile::{NodeTime, OnnxKinds, Profile};
 
 /// Identifies the model in result messages and metrics.
 pub const MODEL_ID: &str = "ssd_mobilenet_v2_coco";

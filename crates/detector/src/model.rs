@@ -15,6 +15,7 @@ use tract_onnx::tract_core::runtime::RunOptions;
 use crate::decode::Frame;
 use crate::postprocess::PostProcessor;
 use crate::preprocess::{INPUT_HEIGHT, INPUT_LEN, INPUT_WIDTH, Resizer};
+use crate::profile::{Profile, Recorder};
 use crate::{DetectError, DetectorConfig, LoadError, NUM_ANCHORS, NUM_SCORE_COLUMNS, OutputsError};
 
 const INPUT_SHAPE: [usize; 4] = [1, INPUT_HEIGHT as usize, INPUT_WIDTH as usize, 3];
@@ -248,6 +249,30 @@ impl Session {
         let outputs = self.run()?;
         let (boxes, scores) = output_slices(&outputs)?;
         Ok((boxes.to_vec(), scores.to_vec()))
+    }
+
+    /// Runs `nhwc` `frames` times with every plan node timed on its own (after one untimed run
+    /// that packs weights and grows buffers). For `edgepool bench detect --profile`.
+    pub fn profile_tensor(&mut self, nhwc: &[f32], frames: usize) -> Result<Profile, DetectError> {
+        self.run_tensor(nhwc)?;
+        let mut rec = Recorder::default();
+        let started = Instant::now();
+        for _ in 0..frames {
+            let input = TValue::from_const(Arc::clone(&self.input));
+            self.state
+                .run_plan_with_eval(tvec![input], |ctx, state, node, inputs| {
+                    let t = Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                    let took = t.elapsed();
+                    rec.record(node.id, took, || {
+                        let output = node.outputs.first().map(|o| format!("{:?}", o.fact)).unwrap_or_default();
+                        (node.name.clone(), node.op.name().into_owned(), output)
+                    });
+                    out
+                })
+                .map_err(|e| DetectError::Inference(format!("{e:#}")))?;
+        }
+        Ok(rec.finish(frames, started.elapsed()))
     }
 
     fn fill_input(&mut self) -> Result<(), DetectError> {
