@@ -112,19 +112,29 @@ impl OnnxKinds {
         let proto: ModelProto = onnx().proto_model_for_path(path)?;
         let graph = proto.graph.as_ref().ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
         let by_name: HashMap<String, String> = graph.node.iter().map(|n| (n.name.clone(), kind(n))).collect();
-        let conv_of_output: HashMap<&str, String> = graph
-            .node
-            .iter()
-            .filter(|n| n.op_type == "Conv")
-            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), kind(n))))
-            .collect();
-        let conv_input = graph
-            .node
-            .iter()
-            .filter_map(|n| {
-                Some((n.name.clone(), n.input.iter().find_map(|i| conv_of_output.get(i.as_str()))?.clone()))
-            })
-            .collect();
+        // Which node makes each tensor, to walk back from an activation to its convolution
+        // through the element-wise ops between them (a batch norm left as Mul + Add).
+        let producer: HashMap<&str, &NodeProto> =
+            graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+        let conv_behind = |start: &NodeProto| -> Option<String> {
+            let mut frontier = vec![start];
+            for _ in 0..4 {
+                let mut next = Vec::new();
+                for n in frontier {
+                    for p in n.input.iter().filter_map(|i| producer.get(i.as_str())) {
+                        if p.op_type == "Conv" {
+                            return Some(kind(p));
+                        }
+                        if PASS_THROUGH.contains(&p.op_type.as_str()) {
+                            next.push(*p);
+                        }
+                    }
+                }
+                frontier = next;
+            }
+            None
+        };
+        let conv_input = graph.node.iter().filter_map(|n| Some((n.name.clone(), conv_behind(n)?))).collect();
         Ok(Self { by_name, conv_input })
     }
 
@@ -142,13 +152,14 @@ impl OnnxKinds {
         self.origin(name).and_then(|o| self.by_name.get(o)).map(String::as_str)
     }
 
-    /// The ONNX node name `name` starts with (itself, or up to a `.`, `#`, `-` or `_`).
+    /// The ONNX node name `name` starts with (itself, or up to a `.`, `#`, `-`, `_` or `:`;
+    /// onnxruntime names nodes it rewrites after their output, `…/BiasAdd:0_nchwc`).
     fn origin<'a>(&self, name: &'a str) -> Option<&'a str> {
         if self.by_name.contains_key(name) {
             return Some(name);
         }
         let mut cut = name.len();
-        while let Some(i) = name[..cut].rfind(['.', '#', '-', '_']) {
+        while let Some(i) = name[..cut].rfind(['.', '#', '-', '_', ':']) {
             if self.by_name.contains_key(&name[..i]) {
                 return Some(&name[..i]);
             }
@@ -157,6 +168,9 @@ impl OnnxKinds {
         None
     }
 }
+
+/// Element-wise ops that may sit between a convolution and the activation fused with it.
+const PASS_THROUGH: &[&str] = &["Mul", "Add", "Sub", "BatchNormalization"];
 
 fn kind(n: &NodeProto) -> String {
     if n.op_type != "Conv" {
@@ -207,6 +221,7 @@ mod tests {
         assert_eq!(kinds.kind_of("a/Relu6.max.prefused"), Some("Clip"));
         assert_eq!(kinds.conv_feeding("a/Relu6.max.prefused"), Some("Conv 1x1"));
         assert_eq!(kinds.conv_feeding("Conv__12"), None);
+        assert_eq!(kinds.kind_of("Conv__12:0_nchwc"), Some("Conv 1x1"), "onnxruntime's name for its NCHWc conv");
         assert_eq!(kinds.kind_of("Conv__12"), Some("Conv 1x1"));
         assert_eq!(kinds.kind_of("Conv__12.matmatmul"), Some("Conv 1x1"));
         assert_eq!(kinds.kind_of("Conv__12_dw.pack.0"), Some("Conv depthwise"));

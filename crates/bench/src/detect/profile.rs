@@ -136,9 +136,14 @@ fn summarize(threads: usize, p: &Profile, ort: Option<&[OrtNode]>, kinds: &OnnxK
     let mut by_ort_op: Vec<OpRow> = Vec::new();
     if let Some(nodes) = ort {
         for n in nodes {
-            // onnxruntime names fused nodes after the first node of the fusion (a Conv), and
-            // nodes it adds (layout transposes) after what they serve, or not at all.
-            let k = kinds.kind_of(&n.name).map_or_else(|| "(onnxruntime-made, no ONNX node)".to_owned(), str::to_owned);
+            // onnxruntime names the nodes it rewrites (NCHWc convolutions, layout reorders) after
+            // their output tensor, `<onnx node>:0_nchwc`.
+            let k = match (kinds.kind_of(&n.name), kinds.conv_feeding(&n.name)) {
+                // A convolution fused with the activation after it, named after that activation.
+                (Some(_), Some(conv)) if n.op.contains("Conv") => conv.to_owned(),
+                (Some(k), _) => k.to_owned(),
+                (None, _) => "(onnxruntime-made, no ONNX node)".to_owned(),
+            };
             match by_kind.iter_mut().find(|r| r.kind == k) {
                 Some(r) => {
                     *r.onnxruntime_ms.get_or_insert(0.0) += n.ms;
@@ -183,12 +188,26 @@ fn summarize(threads: usize, p: &Profile, ort: Option<&[OrtNode]>, kinds: &OnnxK
             .map(|n| NodeRow {
                 name: n.name.clone(),
                 op: n.op.clone(),
-                kind: kind(&n.name),
-                output: n.output.clone(),
+                kind: tract_kind(n),
+                output: tidy_fact(&n.output),
                 ms: ms(n.mean),
             })
             .collect(),
     }
+}
+
+/// A tract fact as printed by `Debug`, with a packed operand (`… DynPackedExoticFact { k:
+/// Val(144), mn: Val(5625), … }`) shortened to `packed k=144 mn=5625`.
+fn tidy_fact(fact: &str) -> String {
+    let Some(at) = fact.find("DynPackedExoticFact") else {
+        return fact.to_owned();
+    };
+    let val = |key: &str| {
+        let rest = &fact[at..];
+        let from = rest.find(&format!("{key}: Val("))? + key.len() + 6;
+        Some(rest[from..].split(')').next()?.to_owned())
+    };
+    format!("packed k={} mn={}", val("k").unwrap_or_default(), val("mn").unwrap_or_default())
 }
 
 /// tract's operators that carry a convolution's arithmetic.
@@ -264,5 +283,17 @@ fn print(r: &ProfileReport) {
                 n.name
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_facts_are_shortened() {
+        let f = ",F32 🔍 DynPackedExoticFact { k: Val(144), mn: Val(5625), packers: [PackedF32[16]@256+1] }";
+        assert_eq!(tidy_fact(f), "packed k=144 mn=5625");
+        assert_eq!(tidy_fact("1,100,1,546,F32"), "1,100,1,546,F32");
     }
 }

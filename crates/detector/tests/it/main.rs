@@ -1,6 +1,6 @@
 //! The detector's integration tests, one binary (the model loads once, `common` compiles once):
 //! the real model on the test photos ([`known_answers`]), parity with the committed golden data
-//! ([`parity`]), and untrusted bytes ([`bad_input`]).
+//! ([`parity`]), untrusted bytes ([`bad_input`]), and the per-node profile ([`profile`]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -8,3 +8,4 @@ mod bad_input;
 mod common;
 mod known_answers;
 mod parity;
+mod profile;
