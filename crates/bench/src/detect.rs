@@ -208,7 +208,7 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
 
     let report = Report {
         cores,
-        cpu: cpu_model(),
+        cpu: edgepool_worker::device::cpu_model_name(),
         photos: photos.len(),
         iterations: args.iterations,
         peak_rss_mib_after_load: rss_load,
@@ -403,16 +403,6 @@ fn ensure_venv(venv: &Path, progress: &dyn Fn(&str)) -> anyhow::Result<PathBuf> 
 /// Peak resident set size of this process so far (VmHWM), in MiB.
 fn peak_rss_mib() -> anyhow::Result<f64> {
     edgepool_runtime::process::peak_rss_mib().context("no VmHWM in /proc/self/status")
-}
-
-pub(crate) fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
 }
 
 fn print_report(r: &Report) {

@@ -61,15 +61,23 @@ impl Facts {
     }
 }
 
-/// The host name (`/proc/sys/kernel/hostname`; `$HOSTNAME`; `unknown`).
+/// The host name (the pod name on Kubernetes): `$HOSTNAME`, else `/proc/sys/kernel/hostname`,
+/// else `unknown`.
 #[must_use]
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// This machine's CPU model (see [`Facts::cpu_model`]), `unknown` where `/proc/cpuinfo` names
+/// none.
+#[must_use]
+pub fn cpu_model_name() -> String {
+    cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()).unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The CPU's name: `model name` (x86, most arm64 kernels), else the board's `Model` (a Pi's

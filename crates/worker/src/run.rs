@@ -26,10 +26,7 @@ const DRAIN_MARGIN: Duration = Duration::from_millis(250);
 /// A default worker id: the host name (the pod name on Kubernetes) and a random suffix.
 #[must_use]
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .unwrap_or_else(|| "worker".into());
+    let host = crate::device::host_name();
     let host: String =
         host.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).take(48).collect();
     let host = host.trim_start_matches(['-', '_']);

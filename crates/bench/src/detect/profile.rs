@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use edgepool_detector::{DetectorConfig, Model, NodeTime, OnnxKinds, Profile};
 use serde::Serialize;
 
-use super::{BenchDetectArgs, OrtNode, cpu_model, run_reference};
+use super::{BenchDetectArgs, OrtNode, run_reference};
 
 /// Nodes tract made without an ONNX origin (layout changes, weight packing it could not fold).
 const TRACT_ONLY: &str = "(tract-made, no ONNX node)";
@@ -104,8 +104,12 @@ pub(super) fn run(
         let ort_nodes = ort.as_ref().and_then(|o| o.runs.iter().find(|r| r.threads == t)).map(|r| r.nodes.as_slice());
         runs.push(summarize(t, &profile, ort_nodes, &kinds));
     }
-    let report =
-        ProfileReport { cpu: cpu_model(), frames: args.iterations, onnxruntime: ort.map(|o| o.onnxruntime), runs };
+    let report = ProfileReport {
+        cpu: edgepool_worker::device::cpu_model_name(),
+        frames: args.iterations,
+        onnxruntime: ort.map(|o| o.onnxruntime),
+        runs,
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
