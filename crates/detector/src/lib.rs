@@ -22,6 +22,7 @@
 
 mod config;
 mod decode;
+pub mod draw;
 mod error;
 mod labels;
 mod model;

@@ -10,6 +10,7 @@
 
 mod config;
 mod error;
+pub mod fleet;
 mod headers;
 mod setup;
 

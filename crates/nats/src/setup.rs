@@ -6,7 +6,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use serde::Serialize;
 use serde_json::Value;
 
-use edgepool_wire::fleet;
+use edgepool_wire::{fleet, snapshot};
 
 use crate::{DETECTORS, DETECTORS_FILE, FRAMES, SINK_FILE, STREAM_FILES};
 
@@ -101,24 +101,44 @@ pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Ap
     report.push(Applied { kind: "consumer", name: format!("{FRAMES}/{DETECTORS}"), change });
 
     // The fleet registry: a key-value bucket whose entries expire unless refreshed.
-    let change = match js.get_key_value(fleet::BUCKET).await {
-        Ok(_) => Change::Unchanged,
-        Err(_) => {
-            js.create_key_value(jetstream::kv::Config {
-                bucket: fleet::BUCKET.to_owned(),
-                description: "edgepool workers: id, arch, slots, measured frames/s (expire when not refreshed)".into(),
-                history: 1,
-                max_age: fleet::TTL,
-                storage: stream::StorageType::Memory,
-                num_replicas: opts.replicas.unwrap_or(1),
-                ..Default::default()
-            })
-            .await?;
-            Change::Created
-        }
-    };
+    let change = ensure_kv(js, jetstream::kv::Config {
+        bucket: fleet::BUCKET.to_owned(),
+        description: "edgepool workers: id, arch, slots, measured frames/s (expire when not refreshed)".into(),
+        history: 1,
+        max_age: fleet::TTL,
+        storage: stream::StorageType::Memory,
+        num_replicas: opts.replicas.unwrap_or(1),
+        ..Default::default()
+    })
+    .await?;
     report.push(Applied { kind: "kv", name: fleet::BUCKET.to_owned(), change });
+
+    // Camera snapshots: the latest processed frame of each camera, for the sink's page and
+    // image endpoints. On disk, so a restarted broker still shows every camera at once.
+    let change = ensure_kv(js, jetstream::kv::Config {
+        bucket: snapshot::BUCKET.to_owned(),
+        description: "edgepool camera snapshots: latest result + frame per camera (key = camera id)".into(),
+        history: 1,
+        max_age: snapshot::MAX_AGE,
+        storage: stream::StorageType::File,
+        num_replicas: opts.replicas.unwrap_or(1),
+        ..Default::default()
+    })
+    .await?;
+    report.push(Applied { kind: "kv", name: snapshot::BUCKET.to_owned(), change });
     Ok(report)
+}
+
+/// Creates the bucket unless it exists (an existing bucket is left as it is).
+async fn ensure_kv(
+    js: &jetstream::Context,
+    config: jetstream::kv::Config,
+) -> Result<Change, jetstream::context::CreateKeyValueError> {
+    if js.get_key_value(&config.bucket).await.is_ok() {
+        return Ok(Change::Unchanged);
+    }
+    js.create_key_value(config).await?;
+    Ok(Change::Created)
 }
 
 fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {

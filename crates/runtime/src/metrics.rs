@@ -174,6 +174,25 @@ def!(
 );
 
 def!(
+    WORKER_SNAPSHOTS,
+    "edgepool_worker_snapshots_total",
+    Counter,
+    "snapshots",
+    ["worker", "arch", "outcome"],
+    "Camera snapshots (latest frame + result, bucket edgepool_snapshots) by outcome: `stored`, \
+     `failed` (the broker refused or did not ack), `busy` (skipped: earlier writes still in \
+     flight). Frames skipped because the camera had a snapshot within `worker.snapshot_interval` \
+     are not counted."
+);
+def!(
+    WORKER_SNAPSHOT_BYTES,
+    "edgepool_worker_snapshot_bytes_total",
+    Counter,
+    "bytes",
+    ["worker", "arch"],
+    "Bytes of stored camera snapshots: the extra traffic snapshots put on the broker."
+);
+def!(
     WORKER_INFO,
     "edgepool_worker_info",
     Gauge,
@@ -332,6 +351,40 @@ def!(
     ["stream", "consumer"],
     "Pull requests waiting for messages: idle worker slots."
 );
+def!(
+    SINK_VIEWERS,
+    "edgepool_sink_stream_viewers",
+    Gauge,
+    "viewers",
+    [],
+    "Open MJPEG streams (`/cameras/<id>/stream.mjpeg`); at `sink.max_stream_viewers` new ones get 503."
+);
+def!(
+    SINK_VIEWS_REFUSED,
+    "edgepool_sink_stream_viewers_refused_total",
+    Counter,
+    "requests",
+    [],
+    "MJPEG stream requests answered 503 because `sink.max_stream_viewers` streams were open."
+);
+def!(
+    SINK_SNAPSHOTS,
+    "edgepool_sink_snapshots_total",
+    Counter,
+    "snapshots",
+    ["outcome"],
+    "Camera snapshots the sink read from the bucket edgepool_snapshots: `kept`, or `invalid` (not a \
+     result + frame) or `dropped` (past `sink.max_cameras`)."
+);
+def!(
+    SINK_RENDERS,
+    "edgepool_sink_snapshot_renders_total",
+    Counter,
+    "images",
+    [],
+    "Annotated JPEGs rendered for latest.jpg and the MJPEG streams (each is cached per snapshot and size, \
+     so viewers share one render)."
+);
 def!(JS_UP, "edgepool_sink_jetstream_up", Gauge, "boolean", [], "1 when the last stream/consumer info poll succeeded.");
 
 /// Every metric, in documentation order.
@@ -349,6 +402,8 @@ pub const CATALOG: &[Def] = &[
     WORKER_IN_FLIGHT,
     WORKER_SLOWDOWN,
     WORKER_STALLS,
+    WORKER_SNAPSHOTS,
+    WORKER_SNAPSHOT_BYTES,
     WORKER_INFO,
     DEVICE_CPU_CORES,
     DEVICE_MEMORY_TOTAL,
@@ -369,6 +424,10 @@ pub const CATALOG: &[Def] = &[
     JS_CONSUMER_REDELIVERED,
     JS_CONSUMER_WAITING,
     JS_UP,
+    SINK_VIEWERS,
+    SINK_VIEWS_REFUSED,
+    SINK_SNAPSHOTS,
+    SINK_RENDERS,
 ];
 
 /// The standard `process_*` series of the prometheus crate's process collector (Linux), served

@@ -23,6 +23,7 @@ use edgepool_wire::ResultMessage;
 
 use crate::metrics::{JetStreamMetrics, SinkMetrics};
 use crate::stats::SinkStats;
+use crate::view::{View, ViewConfig};
 use edgepool_runtime::http::Readiness;
 
 /// Sink settings (`[sink]`, `EDGEPOOL_SINK_*`, `edgepool sink` flags).
@@ -35,8 +36,18 @@ pub struct SinkConfig {
     pub replay: bool,
     /// Append every unique result as one JSON line to this file.
     pub jsonl: Option<PathBuf>,
-    /// Address of /metrics, /healthz, /readyz and /events.
+    /// Address of /metrics, /healthz, /readyz, /events, the live page and the camera endpoints.
     pub listen: std::net::SocketAddr,
+    /// Watch the bucket `edgepool_snapshots` for each camera's latest frame (the page's images,
+    /// `latest.jpg`, the MJPEG streams). Off: the page shows activity and the fleet only.
+    pub snapshots: bool,
+    /// Open MJPEG streams at most; one more is answered 503 (Retry-After).
+    pub max_stream_viewers: usize,
+    /// Cameras the page and camera endpoints track at most (bounds the sink's memory).
+    pub max_cameras: usize,
+    /// A camera with no result for this long is shown `stale`.
+    #[serde(with = "humantime_serde")]
+    pub camera_stale_after: Duration,
 }
 
 /// The sink's default HTTP address: local only; a deployment sets `0.0.0.0:9090`.
@@ -45,7 +56,30 @@ pub const DEFAULT_LISTEN: std::net::SocketAddr =
 
 impl Default for SinkConfig {
     fn default() -> Self {
-        Self { durable: "sink".into(), replay: false, jsonl: None, listen: DEFAULT_LISTEN }
+        let view = ViewConfig::default();
+        Self {
+            durable: "sink".into(),
+            replay: false,
+            jsonl: None,
+            listen: DEFAULT_LISTEN,
+            snapshots: view.snapshots,
+            max_stream_viewers: view.max_stream_viewers,
+            max_cameras: view.max_cameras,
+            camera_stale_after: view.camera_stale_after,
+        }
+    }
+}
+
+impl SinkConfig {
+    /// The live view's part of the settings.
+    #[must_use]
+    pub fn view(&self) -> ViewConfig {
+        ViewConfig {
+            snapshots: self.snapshots,
+            max_stream_viewers: self.max_stream_viewers,
+            max_cameras: self.max_cameras.max(1),
+            camera_stale_after: self.camera_stale_after,
+        }
     }
 }
 
@@ -71,15 +105,22 @@ pub struct Sink {
     js_metrics: JetStreamMetrics,
     feed: broadcast::Sender<FeedItem>,
     ready: Readiness,
+    view: Arc<View>,
 }
 
 impl Sink {
     /// Registers metrics in `registry`. `stats` collects the aggregates (see [`SinkStats`]).
     pub fn new(registry: &prometheus::Registry, stats: Arc<SinkStats>) -> anyhow::Result<Self> {
+        Self::with_view(registry, stats, ViewConfig::default())
+    }
+
+    /// [`Sink::new`] with the live view's settings ([`SinkConfig::view`]).
+    pub fn with_view(registry: &prometheus::Registry, stats: Arc<SinkStats>, view: ViewConfig) -> anyhow::Result<Self> {
         let metrics = SinkMetrics::register(registry)?;
         let js_metrics = JetStreamMetrics::register(registry)?;
         let (feed, _) = broadcast::channel(1024);
-        Ok(Self { stats, metrics, js_metrics, feed, ready: Readiness::default() })
+        let view = Arc::new(View::new(registry, Arc::clone(&stats), view)?);
+        Ok(Self { stats, metrics, js_metrics, feed, ready: Readiness::default(), view })
     }
 
     #[must_use]
@@ -93,9 +134,16 @@ impl Sink {
     }
 
     /// `/events`: server-sent events, one `result` event per unique result, for subscribers
-    /// that do not speak NATS. `?camera=ID` filters.
+    /// that do not speak NATS (`?camera=ID` filters); and the live view ([`View::router`]): the
+    /// page at `/`, `/cameras`, each camera's `latest.jpg`, `latest.json` and `stream.mjpeg`,
+    /// and `/fleet`.
     pub fn router(&self) -> Router {
-        Router::new().route("/events", get(events)).with_state(self.feed.clone())
+        Router::new().route("/events", get(events)).with_state(self.feed.clone()).merge(self.view.router())
+    }
+
+    #[must_use]
+    pub fn view(&self) -> &Arc<View> {
+        &self.view
     }
 
     /// Binds the durable consumer, then processes results until `shutdown`.
@@ -131,6 +179,7 @@ impl Sink {
             let (m, js, stop) = (self.js_metrics.clone(), js.clone(), shutdown.clone());
             tokio::spawn(async move { m.poll(js, JETSTREAM_POLL, stop).await })
         };
+        let view = tokio::spawn(Arc::clone(&self.view).follow(js.clone(), shutdown.clone()));
 
         while !shutdown.is_cancelled() {
             let start = consumer
@@ -193,6 +242,9 @@ impl Sink {
         if tokio::time::timeout(ACK_TIMEOUT, poller).await.is_err() {
             tracing::debug!("the JetStream poller did not stop in time");
         }
+        if tokio::time::timeout(ACK_TIMEOUT, view).await.is_err() {
+            tracing::debug!("the snapshot watch did not stop in time");
+        }
         // Plain acks are fire-and-forget: flush them before leaving, unless the broker is
         // unreachable (then the flush could only time out).
         if js.client().connection_state() == async_nats::connection::State::Disconnected {
@@ -223,6 +275,7 @@ impl Sink {
             return;
         }
         self.metrics.record(&result, e2e, now.unix_timestamp_nanos() as f64 / 1e9);
+        self.view.observe(&result);
         tracing::debug!(
             camera = %result.camera, seq = ?result.seq, worker = %result.worker, status = result.status.as_str(),
             traceparent = result.traceparent.as_deref().unwrap_or(""), e2e_s = e2e.unwrap_or(f64::NAN), "result"

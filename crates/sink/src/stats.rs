@@ -13,6 +13,9 @@ pub const DEDUPE_CAPACITY: usize = 1 << 20;
 /// Latency samples kept for percentiles (the most recent ones).
 const MAX_SAMPLES: usize = 1 << 20;
 
+/// Latency samples of [`SinkStats::recent_latency`] (the live page's p50/p99).
+const RECENT_SAMPLES: usize = 1000;
+
 /// Per-worker totals.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WorkerSummary {
@@ -49,6 +52,7 @@ struct Inner {
     order: VecDeque<String>,
     summary: Summary,
     latencies: VecDeque<f64>,
+    recent: VecDeque<f64>,
     ids: Vec<(String, Option<u64>, Status)>,
     keep_ids: bool,
 }
@@ -122,6 +126,10 @@ impl SinkStats {
             if g.latencies.len() > MAX_SAMPLES {
                 g.latencies.pop_front();
             }
+            g.recent.push_back(l);
+            if g.recent.len() > RECENT_SAMPLES {
+                g.recent.pop_front();
+            }
         }
         true
     }
@@ -141,6 +149,15 @@ impl SinkStats {
         s.latency_p50_s = percentile(&l, 0.50);
         s.latency_p99_s = percentile(&l, 0.99);
         s
+    }
+
+    /// End-to-end latency p50 and p99 of the last [`RECENT_SAMPLES`] `ok` results, and how many
+    /// there were.
+    #[must_use]
+    pub fn recent_latency(&self) -> (Option<f64>, Option<f64>, usize) {
+        let mut l: Vec<f64> = self.lock().recent.iter().copied().collect();
+        l.sort_by(f64::total_cmp);
+        (percentile(&l, 0.50), percentile(&l, 0.99), l.len())
     }
 
     /// Every result's `(camera, seq, status)` (only with [`SinkStats::keeping_ids`]).

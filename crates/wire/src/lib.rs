@@ -13,6 +13,7 @@ pub mod frame;
 pub mod ids;
 pub mod kind;
 pub mod result;
+pub mod snapshot;
 
 pub use detection::{BBox, BBoxError, Detection};
 pub use frame::{ContentType, FrameError, FrameMeta, TimeOutOfRange, header};

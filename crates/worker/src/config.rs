@@ -67,6 +67,14 @@ pub struct WorkerConfig {
     /// Where the SoC temperature (`class/thermal`, `class/hwmon`) and a Raspberry Pi's throttle
     /// state are read. Only tests point it elsewhere.
     pub sysfs_root: PathBuf,
+    /// Write the latest processed frame of each camera with its result to the bucket
+    /// `edgepool_snapshots`, for the sink's live page, `latest.jpg` and MJPEG streams
+    /// (docs/view.md). Off: no snapshot traffic at all.
+    pub snapshots: bool,
+    /// At most one snapshot per camera per this interval, from each worker (default 500 ms:
+    /// ≤ 2 per second). Only frames answered `ok` are stored.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -89,6 +97,8 @@ impl Default for WorkerConfig {
             overflow_min_pending: None,
             node: None,
             sysfs_root: PathBuf::from("/sys"),
+            snapshots: true,
+            snapshot_interval: edgepool_wire::snapshot::DEFAULT_INTERVAL,
         }
     }
 }

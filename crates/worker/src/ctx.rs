@@ -29,6 +29,7 @@ pub(crate) struct Ctx {
     /// The server's `max_payload`, which bounds dead letters.
     pub max_payload: usize,
     pub drain: Drain,
+    pub snapshots: crate::snapshot::Snapshots,
 }
 
 /// Totals of the run, for the report and the fleet registry.

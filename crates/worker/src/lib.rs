@@ -45,6 +45,7 @@ mod publish;
 pub mod registry;
 mod run;
 mod slot;
+mod snapshot;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
 mod verdict;

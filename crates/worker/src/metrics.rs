@@ -27,6 +27,10 @@ pub struct WorkerMetrics {
     pub in_flight: IntGauge,
     pub stalls: IntCounter,
     pub slowdown: prometheus::Gauge,
+    pub snapshot_stored: IntCounter,
+    pub snapshot_failed: IntCounter,
+    pub snapshot_busy: IntCounter,
+    pub snapshot_bytes: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -35,6 +39,8 @@ impl WorkerMetrics {
         let frames = cat::WORKER_FRAMES.counter_vec(registry)?;
         let stage = cat::WORKER_STAGE.histogram_vec(registry)?;
         let h = |s: &str| stage.with_label_values(&[worker, arch, s]);
+        let snapshots = cat::WORKER_SNAPSHOTS.counter_vec(registry)?;
+        let snapshot = |outcome: &str| snapshots.with_label_values(&[worker, arch, outcome]);
         Ok(Self {
             worker: worker.to_owned(),
             arch,
@@ -54,6 +60,10 @@ impl WorkerMetrics {
             in_flight: cat::WORKER_IN_FLIGHT.gauge_vec(registry)?.with_label_values(&l),
             stalls: cat::WORKER_STALLS.counter_vec(registry)?.with_label_values(&l),
             slowdown: cat::WORKER_SLOWDOWN.float_gauge_vec(registry)?.with_label_values(&l),
+            snapshot_stored: snapshot("stored"),
+            snapshot_failed: snapshot("failed"),
+            snapshot_busy: snapshot("busy"),
+            snapshot_bytes: cat::WORKER_SNAPSHOT_BYTES.counter_vec(registry)?.with_label_values(&l),
         })
     }
 

@@ -266,6 +266,7 @@ async fn deliver(ctx: &Ctx, msg: &Message, env: &Envelope, verdict: Verdict) -> 
                 "frame done"
             );
             ctx.metrics.ok.inc();
+            ctx.snapshots.offer(&ctx.js, &ctx.metrics, &result, &msg.payload);
         }
         Outcome::Stale => ctx.metrics.stale.inc(),
         Outcome::Poison { kind } => {

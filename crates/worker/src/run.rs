@@ -99,6 +99,7 @@ impl Worker {
                 None
             }
         };
+        let snapshots = crate::snapshot::Snapshots::new(&cfg);
         let ctx = Arc::new(Ctx {
             js,
             id,
@@ -109,6 +110,7 @@ impl Worker {
             counts: Counts::default(),
             max_payload,
             drain: Drain::default(),
+            snapshots,
         });
         Ok(Self { ctx, consumer, registry })
     }

@@ -282,7 +282,7 @@ pub async fn run(s: Scenario, server: &Path, args: &ChaosArgs) -> anyhow::Result
         photos: args.photos.clone(),
     };
     if s == Scenario::Sync {
-        return sync_interval(server, args).await;
+        return Box::pin(sync_interval(server, args)).await;
     }
     let mut rig = Rig::start(server, opts).await?;
     let result = match s {

@@ -155,14 +155,6 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         // Broker (embedded unless --nats-url), setup, sink.
         let sink_registry = edgepool_runtime::metrics::role_registry();
         let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
-        if let Some(server) = &cluster.server {
-            say(format!(
-                "nats-server  {}  (embedded, pid {}; monitoring {}/varz)",
-                server.url(),
-                server.pid(0).unwrap_or(0),
-                server.monitor_url()
-            ));
-        }
         let js = cluster.js.clone();
         let stats = Arc::clone(&cluster.stats);
         let sink_addr = ctx
@@ -171,6 +163,16 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
                 probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
             )
             .await?;
+        // The page first: it is what a person opens.
+        say(format!("page         http://{sink_addr}/"));
+        if let Some(server) = &cluster.server {
+            say(format!(
+                "nats-server  {}  (embedded, pid {}; monitoring {}/varz)",
+                server.url(),
+                server.pid(0).unwrap_or(0),
+                server.monitor_url()
+            ));
+        }
         say(format!("sink         http://{sink_addr}/metrics  live feed http://{sink_addr}/events"));
 
         // Workers.

@@ -168,50 +168,19 @@ fn unique_png_name(path: &Path, used: &mut HashSet<String>) -> String {
     name
 }
 
-/// Drawing boxes and labels on a copy of the image, with a tiny embedded 5x7 bitmap font so the
-/// CLI needs no font-rendering dependency.
+/// Drawing boxes and labels on a copy of the image (`edgepool_detector::draw`, shared with the
+/// sink's snapshots).
 mod annotate {
     use std::path::Path;
 
     use anyhow::Context as _;
     use edgepool_detector::Output;
-    use image::Rgb;
-
-    use crate::draw::{GLYPH_H, GLYPH_W, SCALE, draw_text, fill, rect_outline};
-
-    /// Distinct, saturated colours; a class keeps its colour across images.
-    const PALETTE: [[u8; 3]; 8] = [
-        [230, 25, 75],
-        [60, 180, 75],
-        [0, 130, 200],
-        [245, 130, 48],
-        [145, 30, 180],
-        [240, 50, 230],
-        [0, 128, 128],
-        [170, 110, 40],
-    ];
 
     pub(super) fn write(encoded: &[u8], out: &Output, target: &Path) -> anyhow::Result<()> {
         // The detector already decoded (and limit-checked) these bytes, so decoding again here
         // is safe; the CLI keeps the detector's buffers private instead of sharing them.
         let mut img = image::load_from_memory(encoded).context("decoding for annotation")?.to_rgb8();
-        let (w, h) = (img.width() as f32, img.height() as f32);
-        let thickness = (img.width().min(img.height()) / 200).max(2);
-        // Lowest score first, so the most confident box and label end up on top.
-        for d in out.detections.iter().rev() {
-            let color = Rgb(PALETTE[usize::from(d.class_id) % PALETTE.len()]);
-            let b = &d.bbox;
-            let (x0, y0) = ((b.x_min * w) as u32, (b.y_min * h) as u32);
-            let (x1, y1) = ((b.x_max * w) as u32, (b.y_max * h) as u32);
-            rect_outline(&mut img, (x0, y0, x1, y1), thickness, color);
-            let text = format!("{} {:.2}", d.label, d.score);
-            let text_w = text.chars().count() as u32 * (GLYPH_W + 1) * SCALE + SCALE * 2;
-            let text_h = (GLYPH_H + 2) * SCALE;
-            // Above the box when there is room, else just inside its top edge.
-            let ty = if y0 >= text_h { y0 - text_h } else { y0 };
-            fill(&mut img, (x0, ty, x0 + text_w, ty + text_h), color);
-            draw_text(&mut img, x0 + SCALE, ty + SCALE, &text, Rgb([255, 255, 255]));
-        }
+        edgepool_detector::draw::detections(&mut img, &out.detections);
         img.save_with_format(target, image::ImageFormat::Png).context("writing PNG")?;
         Ok(())
     }

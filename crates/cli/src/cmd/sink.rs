@@ -1,4 +1,5 @@
-//! `edgepool sink`: results → dedupe → /metrics, /events, JSONL.
+//! `edgepool sink`: results → dedupe → /metrics, /events, JSONL; and the live page with the
+//! camera snapshots, MJPEG streams and the fleet (docs/view.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ pub struct SinkArgs {
     /// Append every unique result as one JSON line to this file.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
-    /// Serve /metrics, /healthz, /readyz and /events here [default: `sink.listen`,
-    /// 127.0.0.1:9090].
+    /// Serve the live page (/), /cameras, /fleet, /events, /metrics, /healthz and /readyz here
+    /// [default: `sink.listen`, 127.0.0.1:9090].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Durable consumer name on DETECTIONS (sinks with the same name share the work).
@@ -47,10 +48,12 @@ impl SinkArgs {
 pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
     app::run(global, &args.overrides(), "info", |ctx| async move {
         let registry = edgepool_runtime::metrics::role_registry();
-        let sink = Sink::new(&registry, Arc::new(SinkStats::default()))?;
+        let sink = Sink::with_view(&registry, Arc::new(SinkStats::default()), ctx.cfg.sink.view())?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
         let bound = ctx.serve(ctx.cfg.sink.listen, router).await?;
-        eprintln!("sink: metrics on http://{bound}/metrics, live feed on http://{bound}/events");
+        eprintln!(
+            "sink: live page on http://{bound}/, metrics on http://{bound}/metrics, live feed on http://{bound}/events"
+        );
         let client = ctx.connect("edgepool-sink", true).await?;
         let js = async_nats::jetstream::new(client.clone());
         let r = sink.run(js, ctx.cfg.sink.clone(), ctx.shutdown.clone()).await;

@@ -304,6 +304,27 @@ async fn worker_processes_a_frame_end_to_end_with_least_privilege() {
         assert!(Instant::now() < deadline, "worker never registered:\n{}", s.server.log(0));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The worker stores the camera's snapshot with its own grants, and the sink, with its own,
+    // watches the snapshots and reads the fleet for the live page.
+    let view = sink.view();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while view.store.get("cam-1").is_none() {
+        assert!(Instant::now() < deadline, "the sink never saw cam-1's snapshot:\n{}", s.server.log(0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(view.store.get("cam-1").unwrap().result.status == Status::Ok);
+    loop {
+        let fleet = view.fleet.view(None, None, 0);
+        if let Some(status) = fleet.status {
+            assert!(status.workers.iter().any(|w| w.id == "w1"), "{:?}", status.workers);
+            break;
+        }
+        assert!(fleet.error.is_none(), "the sink could not read the fleet: {:?}\n{}", fleet.error, s.server.log(0));
+        assert!(Instant::now() < deadline, "the sink never read the fleet");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = s.server.log(0);
+    assert!(!log.contains("Permissions Violation"), "a role needed a grant it does not have:\n{log}");
     worker_stop.cancel();
     let report = worker_task.await.unwrap();
     assert_eq!(report.ok, 1);

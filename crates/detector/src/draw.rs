@@ -1,7 +1,58 @@
-//! Minimal raster drawing for PNG output (annotated detections, benchmark charts), with a tiny
-//! embedded 5x7 bitmap font so the CLI needs no font-rendering dependency.
+//! Minimal raster drawing: detections on a frame (`edgepool detect --annotate`, the sink's
+//! camera snapshots and MJPEG streams) and benchmark charts, with a tiny embedded 5x7 bitmap
+//! font so nothing needs a font-rendering dependency.
 
 use image::{Rgb, RgbImage};
+
+use crate::Detection;
+
+/// Distinct, saturated colours; a class keeps its colour across images and tools.
+pub const PALETTE: [[u8; 3]; 8] = [
+    [230, 25, 75],
+    [60, 180, 75],
+    [0, 130, 200],
+    [245, 130, 48],
+    [145, 30, 180],
+    [240, 50, 230],
+    [0, 128, 128],
+    [170, 110, 40],
+];
+
+/// The colour of a class's box and label.
+#[must_use]
+pub fn class_color(class_id: u16) -> Rgb<u8> {
+    Rgb(PALETTE[usize::from(class_id) % PALETTE.len()])
+}
+
+/// Outline thickness for an image: 2 px, thicker on large frames so boxes stay visible when the
+/// image is shown scaled down.
+#[must_use]
+pub fn box_thickness(img: &RgbImage) -> u32 {
+    (img.width().min(img.height()) / 200).max(2)
+}
+
+/// Draws each detection's box (normalized coordinates scaled to `img`) and a `label score`
+/// caption. Lowest score first, so the most confident box and label end up on top.
+pub fn detections(img: &mut RgbImage, detections: &[Detection]) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let thickness = box_thickness(img);
+    let mut sorted: Vec<&Detection> = detections.iter().collect();
+    sorted.sort_by(|a, b| a.score.total_cmp(&b.score));
+    for d in sorted {
+        let color = class_color(d.class_id);
+        let b = &d.bbox;
+        let (x0, y0) = ((b.x_min * w) as u32, (b.y_min * h) as u32);
+        let (x1, y1) = ((b.x_max * w) as u32, (b.y_max * h) as u32);
+        rect_outline(img, (x0, y0, x1, y1), thickness, color);
+        let text = format!("{} {:.2}", d.label, d.score);
+        let text_w = text_width(&text) + SCALE * 2;
+        let text_h = (GLYPH_H + 2) * SCALE;
+        // Above the box when there is room, else just inside its top edge.
+        let ty = if y0 >= text_h { y0 - text_h } else { y0 };
+        fill(img, (x0, ty, x0 + text_w, ty + text_h), color);
+        draw_text(img, x0 + SCALE, ty + SCALE, &text, Rgb([255, 255, 255]));
+    }
+}
 
 /// Glyph pixels are drawn as SCALE x SCALE squares.
 pub const SCALE: u32 = 2;
@@ -116,7 +167,7 @@ mod tests {
     #[test]
     fn every_label_character_has_a_glyph() {
         for id in 0..=90u16 {
-            for c in edgepool_detector::coco_label(id).unwrap_or_default().chars() {
+            for c in crate::coco_label(id).unwrap_or_default().chars() {
                 assert!(c == ' ' || glyph(c) != [0; 7], "no glyph for {c:?}");
             }
         }
