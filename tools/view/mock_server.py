@@ -85,7 +85,8 @@ def cameras(now):
             "last_status": res["status"] if has_frame else None,
             "last_labels": [d["label"] for d in res["detections"]] if has_frame else [],
             "snapshot": {"revision": rev, "seq": rev, "captured_at": rfc3339(now), "width": w, "height": h,
-                         "worker": res["worker"], "status": "ok", "detections": len(res["detections"])} if has_frame else None,
+                         "worker": res["worker"], "status": "ok", "detections": len(res["detections"]),
+                         "labels": [d["label"] for d in res["detections"]]} if has_frame else None,
             "image": f"/cameras/{cid}/latest.jpg", "stream": f"/cameras/{cid}/stream.mjpeg",
         })
     return {"now": rfc3339(now), "stale_after_s": 10, "cameras": out}

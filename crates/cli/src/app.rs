@@ -56,6 +56,14 @@ impl Ctx {
             .map_err(|e| anyhow::Error::new(e).context(format!("binding HTTP on {addr}")))
     }
 
+    /// [`Ctx::serve`] at a lower CPU priority ([`http::serve_yielding`], nice
+    /// [`http::VIEW_NICE`]): for the sink's page, images and streams, so viewers never take CPU
+    /// from inference on a shared machine.
+    pub fn serve_yielding(&self, addr: SocketAddr, router: Router) -> anyhow::Result<SocketAddr> {
+        http::serve_yielding(addr, router, self.http_stop.clone(), http::VIEW_NICE)
+            .map_err(|e| anyhow::Error::new(e).context(format!("binding HTTP on {addr}")))
+    }
+
     /// Connects to NATS as `name`. Long-running roles (`wait_for_server`) wait while no server
     /// answers, saying so; a signal ends the wait with [`Stopped`].
     pub async fn connect(&self, name: &str, wait_for_server: bool) -> anyhow::Result<async_nats::Client> {

@@ -101,29 +101,35 @@ pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Ap
     report.push(Applied { kind: "consumer", name: format!("{FRAMES}/{DETECTORS}"), change });
 
     // The fleet registry: a key-value bucket whose entries expire unless refreshed.
-    let change = ensure_kv(js, jetstream::kv::Config {
-        bucket: fleet::BUCKET.to_owned(),
-        description: "edgepool workers: id, arch, slots, measured frames/s (expire when not refreshed)".into(),
-        history: 1,
-        max_age: fleet::TTL,
-        storage: stream::StorageType::Memory,
-        num_replicas: opts.replicas.unwrap_or(1),
-        ..Default::default()
-    })
+    let change = ensure_kv(
+        js,
+        jetstream::kv::Config {
+            bucket: fleet::BUCKET.to_owned(),
+            description: "edgepool workers: id, arch, slots, measured frames/s (expire when not refreshed)".into(),
+            history: 1,
+            max_age: fleet::TTL,
+            storage: stream::StorageType::Memory,
+            num_replicas: opts.replicas.unwrap_or(1),
+            ..Default::default()
+        },
+    )
     .await?;
     report.push(Applied { kind: "kv", name: fleet::BUCKET.to_owned(), change });
 
     // Camera snapshots: the latest processed frame of each camera, for the sink's page and
     // image endpoints. On disk, so a restarted broker still shows every camera at once.
-    let change = ensure_kv(js, jetstream::kv::Config {
-        bucket: snapshot::BUCKET.to_owned(),
-        description: "edgepool camera snapshots: latest result + frame per camera (key = camera id)".into(),
-        history: 1,
-        max_age: snapshot::MAX_AGE,
-        storage: stream::StorageType::File,
-        num_replicas: opts.replicas.unwrap_or(1),
-        ..Default::default()
-    })
+    let change = ensure_kv(
+        js,
+        jetstream::kv::Config {
+            bucket: snapshot::BUCKET.to_owned(),
+            description: "edgepool camera snapshots: latest result + frame per camera (key = camera id)".into(),
+            history: 1,
+            max_age: snapshot::MAX_AGE,
+            storage: stream::StorageType::File,
+            num_replicas: opts.replicas.unwrap_or(1),
+            ..Default::default()
+        },
+    )
     .await?;
     report.push(Applied { kind: "kv", name: snapshot::BUCKET.to_owned(), change });
     Ok(report)

@@ -68,3 +68,59 @@ pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken
     });
     Ok(local)
 }
+
+/// The CPU priority ([nice](https://man7.org/linux/man-pages/man2/setpriority.2.html)) of the
+/// threads that serve the sink's page, images and streams: under contention the pipeline's own
+/// threads (inference above all) go first, and viewers get the CPU that is left.
+pub const VIEW_NICE: i32 = 10;
+
+/// Like [`serve`], but on a runtime of its own (one worker thread, plus its blocking pool for
+/// renders) whose threads run at nice `nice`. For what people look at: on a device that also
+/// runs a worker, or in `edgepool demo` where every role shares one process, viewers must not
+/// take CPU from inference. Returns the bound address; the server stops at `shutdown`.
+pub fn serve_yielding(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+    nice: i32,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edgepool-view")
+        .enable_all()
+        .on_thread_start(move || lower_priority(nice))
+        .build()?;
+    std::thread::Builder::new().name("edgepool-view".into()).spawn(move || {
+        lower_priority(nice);
+        runtime.block_on(async move {
+            let r = async {
+                let listener = TcpListener::from_std(listener)?;
+                axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+            };
+            if let Err(e) = r.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        // Streams that never end on their own (SSE) must not hold the process: drop the
+        // runtime without waiting for its tasks.
+        runtime.shutdown_background();
+    })?;
+    Ok(local)
+}
+
+/// Sets the calling thread's nice value (Linux: per thread). Failure is harmless and logged once
+/// per thread at debug: the thread keeps the default priority.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+            tracing::debug!(error = %e, nice, "could not lower an HTTP thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}

@@ -157,12 +157,10 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
         let js = cluster.js.clone();
         let stats = Arc::clone(&cluster.stats);
-        let sink_addr = ctx
-            .serve(
-                "127.0.0.1:0".parse()?,
-                probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
-            )
-            .await?;
+        let sink_addr = ctx.serve_yielding(
+            "127.0.0.1:0".parse()?,
+            probes(sink_registry.clone(), cluster.sink.readiness()).merge(cluster.sink.router()),
+        )?;
         // The page first: it is what a person opens.
         say(format!("page         http://{sink_addr}/"));
         if let Some(server) = &cluster.server {

@@ -50,7 +50,7 @@ pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
         let registry = edgepool_runtime::metrics::role_registry();
         let sink = Sink::with_view(&registry, Arc::new(SinkStats::default()), ctx.cfg.sink.view())?;
         let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
-        let bound = ctx.serve(ctx.cfg.sink.listen, router).await?;
+        let bound = ctx.serve_yielding(ctx.cfg.sink.listen, router)?;
         eprintln!(
             "sink: live page on http://{bound}/, metrics on http://{bound}/metrics, live feed on http://{bound}/events"
         );

@@ -129,3 +129,49 @@ impl Tracker {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(camera: &str, status: Status) -> ResultMessage {
+        let json = include_str!("../../../../fuzz/regressions/result_json/score-out-of-range.json")
+            .replace(r#""score":7"#, r#""score":0.7"#)
+            .replace(r#""camera":"cam-1""#, &format!(r#""camera":"{camera}""#));
+        let mut r: ResultMessage = serde_json::from_str(&json).unwrap();
+        r.status = status;
+        if status != Status::Ok {
+            r.detections.clear();
+        }
+        r
+    }
+
+    #[test]
+    fn rate_labels_and_errors_per_camera() {
+        let t = Tracker::new(8, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for i in 0..20 {
+            t.observe(&result("cam-1", Status::Ok), t0 + Duration::from_millis(500 * i));
+        }
+        t.observe(&result("cam-2", Status::Error), t0);
+        let now = t0 + Duration::from_millis(9_500);
+        let a = t.activity(now);
+        assert!((a["cam-1"].fps - 2.0).abs() < 0.11, "{}", a["cam-1"].fps);
+        assert_eq!(a["cam-1"].results_total, 20);
+        assert!(!a["cam-1"].last_labels.is_empty());
+        assert!(a["cam-2"].recent_errors);
+        assert!(!t.activity(t0 + Duration::from_secs(11))["cam-2"].recent_errors, "the error is old news");
+    }
+
+    #[test]
+    fn the_least_recently_seen_camera_makes_room() {
+        let t = Tracker::new(2, Duration::from_secs(10));
+        let t0 = Instant::now();
+        t.observe(&result("a", Status::Ok), t0);
+        t.observe(&result("b", Status::Ok), t0 + Duration::from_secs(1));
+        t.observe(&result("c", Status::Ok), t0 + Duration::from_secs(2));
+        let a = t.activity(t0 + Duration::from_secs(2));
+        assert_eq!(a.len(), 2);
+        assert!(a.contains_key("b") && a.contains_key("c"));
+    }
+}

@@ -325,3 +325,34 @@ async fn fleet_view(State(view): State<Arc<View>>) -> Response {
     let (p50, p99, samples) = view.stats.recent_latency();
     json_with(StatusCode::OK, &view.fleet.view(p50, p99, samples))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn queries_parse_or_name_the_problem() {
+        assert_eq!(render_key(&q(&[])), Ok(RenderKey { boxes: true, height: None }));
+        assert_eq!(
+            render_key(&q(&[("boxes", "0"), ("h", "240"), ("v", "17")])),
+            Ok(RenderKey { boxes: false, height: Some(240) })
+        );
+        assert!(render_key(&q(&[("h", "abc")])).unwrap_err().contains("height in pixels"));
+        assert!(render_key(&q(&[("h", "0")])).unwrap_err().contains("between 16 and 4320"));
+        assert!(render_key(&q(&[("boxes", "yes")])).unwrap_err().contains("boxes must be 0 or 1"));
+        assert!(render_key(&q(&[("hh", "1")])).unwrap_err().contains("unknown query parameter \"hh\""));
+    }
+
+    #[test]
+    fn etags_differ_per_snapshot_and_variant() {
+        let a = RenderKey { boxes: true, height: None };
+        let b = RenderKey { boxes: true, height: Some(240) };
+        assert_ne!(a.etag(7), a.etag(8));
+        assert_ne!(a.etag(7), b.etag(7));
+        assert!(a.etag(7).starts_with('"') && a.etag(7).ends_with('"'));
+    }
+}

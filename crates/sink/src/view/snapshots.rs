@@ -120,6 +120,7 @@ impl Snapshot {
             worker: self.result.worker.to_string(),
             status: self.result.status.as_str(),
             detections: self.result.detections.len(),
+            labels: self.result.detections.iter().map(|d| d.label.clone()).collect(),
         }
     }
 }
@@ -138,6 +139,8 @@ pub struct SnapshotSummary {
     pub worker: String,
     pub status: &'static str,
     pub detections: usize,
+    /// The label of each detection in this frame, most confident first (what its image shows).
+    pub labels: Vec<String>,
 }
 
 /// Decodes the frame, scales it, draws the result's boxes and encodes a JPEG.
