@@ -243,6 +243,19 @@ def check_detail(driver, shots):
     return cam, rows
 
 
+def check_mjpeg_img(driver, cam):
+    """The large view's stream link, played the way a dashboard embeds it: a plain <img>."""
+    driver.execute_script(
+        "const i = document.createElement('img'); i.id = 'mjpeg-probe'; i.alt = 'probe';"
+        "i.src = `/cameras/${encodeURIComponent(arguments[0])}/stream.mjpeg?h=120`; document.body.append(i);", cam)
+    width, height = browser_wait(driver, f"an <img> of {cam}'s stream.mjpeg to show a frame", 20, lambda d: d.execute_script(
+        "const i = document.querySelector('#mjpeg-probe'); return i && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : null"))
+    if height != 120:
+        raise Failure(f"stream.mjpeg?h=120 in an <img> is {width}x{height}, not 120 px high")
+    driver.execute_script("document.querySelector('#mjpeg-probe').remove()")  # ends the stream
+    log(f"stream.mjpeg of {cam} plays in an <img>: {width}x{height}")
+
+
 def check_screens(driver, shots):
     driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
     time.sleep(0.3)
@@ -291,6 +304,7 @@ def run(args, tmp):
         n_workers = check_fleet(driver, args.edgepool, nats_url, base, demo)
         added = check_feed(driver)
         cam, rows = check_detail(driver, shots)
+        check_mjpeg_img(driver, cam)
         check_screens(driver, shots)
         errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         if errors:
@@ -300,6 +314,7 @@ def run(args, tmp):
               f"  fleet      {n_workers} workers' shares within {SHARE_TOLERANCE} of `edgepool status --json`\n"
               f"  feed       {added} results arrived over /events\n"
               f"  detail     {cam}: dialog with {rows} detection rows, focus on Close, Escape closes\n"
+              f"  mjpeg      {cam}'s stream.mjpeg shows frames in a plain <img>\n"
               f"  phone      no sideways scroll at {PHONE[0]}x{PHONE[1]}\n"
               f"  screenshots page-desktop.png, page-detail.png, page-phone.png in {shots}", flush=True)
     except (Failure, WebDriverException) as e:
