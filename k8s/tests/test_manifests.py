@@ -419,7 +419,7 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
             while time.monotonic() < deadline and len(got) < 3:
                 if base is None:
                     stderr.seek(0)
-                    m = re.search(rb"sink: metrics on (http://[0-9.:]+)/metrics", stderr.read())
+                    m = re.search(rb"sink: .*?metrics on (http://[0-9.:]+)/metrics", stderr.read())
                     base = m and m.group(1).decode()
                 for path in ("/healthz", "/readyz", "/metrics") if base else ():
                     if path in got:

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -256,6 +257,62 @@ def check_mjpeg_img(driver, cam):
     log(f"stream.mjpeg of {cam} plays in an <img>: {width}x{height}")
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_restart(driver, binary, nats_url, camera_ids, tmp):
+    """A sink of its own (`edgepool sink`, durable `browser-check`) on a fixed port beside the
+    demo's: its page is loaded, the sink stops (SIGINT) and starts again on the same port, and the
+    page must say `reconnecting`, then come back to `live` by itself, with new frames and results,
+    without a reload."""
+    port = free_port()
+    argv = [binary, "sink", "--nats-url", nats_url, "--listen", f"127.0.0.1:{port}", "--durable", "browser-check"]
+    base = f"http://127.0.0.1:{port}"
+
+    def start(n):
+        sink = Demo(argv, tmp / f"sink-{n}.log", say=log)
+        wait_for(f"the sink's /readyz (start {n})", lambda: urllib.request.urlopen(f"{base}/readyz", timeout=2).status == 200,
+                 60, sink)
+        return sink
+
+    def state(d):
+        return d.execute_script("return document.querySelector('#conn').dataset.state")
+
+    def tiles_loaded(d):
+        return d.execute_script(
+            "const imgs = [...document.querySelectorAll('figure.tile img.snap')];"
+            "return imgs.length === arguments[0] && imgs.every((i) => i.complete && i.naturalWidth > 0)"
+            " ? imgs.map((i) => i.getAttribute('src')) : null;", len(camera_ids))
+
+    sink = start(1)
+    try:
+        driver.get(f"{base}/")
+        browser_wait(driver, "the restarting sink's page to be live", 30, lambda d: state(d) == "live")
+        srcs = browser_wait(driver, "its tiles' images", 30, tiles_loaded)
+        sink.stop()
+        browser_wait(driver, "the page to say `reconnecting` once the sink is gone", 20, lambda d: state(d) == "reconnecting")
+        if tiles_loaded(driver) is None:
+            raise Failure("the page lost its camera images while the sink was down")
+        added_before = driver.execute_script(
+            "window.__restartAdded = 0; new MutationObserver((ms) => ms.forEach((m) => m.addedNodes.forEach((n) => {"
+            "  if (n.matches && n.matches('li.det')) window.__restartAdded++; }))).observe("
+            "document.querySelector('#feed ol'), { childList: true }); return 0;")
+        sink = start(2)
+        browser_wait(driver, "the page to be `live` again after the sink restarted (no reload)", 30,
+                     lambda d: state(d) == "live")
+        browser_wait(driver, "new results in the feed after the restart", 30,
+                     lambda d: d.execute_script("return window.__restartAdded") >= 2)
+        browser_wait(driver, "a tile to show a newer frame after the restart", 30,
+                     lambda d: (now := tiles_loaded(d)) is not None and now != srcs)
+        added = driver.execute_script("return window.__restartAdded") - added_before
+        log(f"sink restart: the page said `reconnecting`, kept its images, came back `live` with {added} new results")
+    finally:
+        sink.stop()
+
+
 def check_screens(driver, shots):
     driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
     time.sleep(0.3)
@@ -306,9 +363,10 @@ def run(args, tmp):
         cam, rows = check_detail(driver, shots)
         check_mjpeg_img(driver, cam)
         check_screens(driver, shots)
+        check_restart(driver, args.edgepool, nats_url, camera_ids, tmp)
         errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
         if errors:
-            log("browser console errors (not fatal; the page may have raced the demo's start):\n  " + "\n  ".join(errors[:10]))
+            log("browser console errors (not fatal: the restart check cuts /events mid-stream, and the page may race the demo's start):\n  " + "\n  ".join(errors[:10]))
         print("PASS: the sink's page in headless Chromium\n"
               f"  tiles      {len(camera_ids)}, each image {TILE_HEIGHT} px high in its snapshot's aspect ratio\n"
               f"  fleet      {n_workers} workers' shares within {SHARE_TOLERANCE} of `edgepool status --json`\n"
@@ -316,6 +374,7 @@ def run(args, tmp):
               f"  detail     {cam}: dialog with {rows} detection rows, focus on Close, Escape closes\n"
               f"  mjpeg      {cam}'s stream.mjpeg shows frames in a plain <img>\n"
               f"  phone      no sideways scroll at {PHONE[0]}x{PHONE[1]}\n"
+              f"  restart    a sink stopped and started again: `reconnecting`, then `live` without a reload\n"
               f"  screenshots page-desktop.png, page-detail.png, page-phone.png in {shots}", flush=True)
     except (Failure, WebDriverException) as e:
         if driver is not None:
