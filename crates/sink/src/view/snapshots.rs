@@ -66,8 +66,6 @@ pub struct Snapshot {
     /// The bucket revision: changes with every new snapshot (ETags, the page's refresh).
     pub revision: u64,
     pub result: ResultMessage,
-    /// When the snapshot was written to the bucket.
-    pub stored_at: OffsetDateTime,
     value: Bytes,
     image_at: usize,
     renders: Mutex<Vec<(RenderKey, Bytes)>>,
@@ -225,7 +223,6 @@ impl Store {
             camera: entry.key.clone(),
             revision: entry.revision,
             result,
-            stored_at: entry.created,
             value: entry.value,
             image_at,
             renders: Mutex::default(),
