@@ -116,6 +116,10 @@ struct ReferenceRun {
     onnxruntime_ms: f64,
     /// tract time / onnxruntime time: 2.0 means tract takes twice as long.
     ratio: f64,
+    /// tract on the graph as the file has it, without the explicit-im2col rewrite
+    /// (`Optimization::OptimizedPlainGraph`), timed in the same run: what the rewrite gives.
+    tract_plain_graph_ms: f64,
+    plain_graph_ratio: f64,
 }
 
 /// What tools/model/reference.py prints.
@@ -169,6 +173,14 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
     progress(&format!("{cores} sessions x 1 thread, {} frames each", args.iterations));
     layouts.push(parallel(&format!("{cores} parallel 1-thread sessions"), &one, cores, 1, &photos, args.iterations)?);
 
+    let plain = Model::load_with(&model_path, &DetectorConfig::default(), Optimization::OptimizedPlainGraph)?;
+    progress(&format!("1 session x 1 thread without the im2col rewrite, {} frames", args.iterations));
+    layouts.push(sequential("1 thread, no im2col rewrite", &mut plain.session(), &photos, args.iterations, 1)?);
+    progress(&format!("{cores} sessions x 1 thread without the im2col rewrite"));
+    let name = format!("{cores} parallel 1-thread, no im2col rewrite");
+    layouts.push(parallel(&name, &plain, cores, 1, &photos, args.iterations)?);
+    drop(plain);
+
     if args.experiments {
         progress(&format!("{cores} sessions sharing one {cores}-thread pool"));
         layouts.push(parallel(
@@ -195,12 +207,18 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
         let mut runs = Vec::new();
         for r in ort.runs {
             let model = if r.threads == 1 { &one } else { &all };
+            let plain_cfg = DetectorConfig { threads: r.threads, ..Default::default() };
+            let plain = Model::load_with(&model_path, &plain_cfg, Optimization::OptimizedPlainGraph)?;
+            progress(&format!("tract at {} thread(s), with and without the im2col rewrite", r.threads));
             let tract_ms = time_tensor(&mut model.session(), &tensor, args.iterations)?;
+            let plain_ms = time_tensor(&mut plain.session(), &tensor, args.iterations)?;
             runs.push(ReferenceRun {
                 threads: r.threads,
                 tract_ms,
                 onnxruntime_ms: r.ms_mean,
                 ratio: tract_ms / r.ms_mean,
+                tract_plain_graph_ms: plain_ms,
+                plain_graph_ratio: plain_ms / r.ms_mean,
             });
         }
         Some(ReferenceReport { onnxruntime: ort.onnxruntime, runs })
@@ -432,12 +450,15 @@ fn print_report(r: &Report) {
         println!("tract vs onnxruntime {} (inference only, same input tensor):", reference.onnxruntime);
         for run in &reference.runs {
             println!(
-                "  {} thread{}: tract {:.2} ms, onnxruntime {:.2} ms, tract/onnxruntime = {:.2}x",
+                "  {} thread{}: tract {:.2} ms, onnxruntime {:.2} ms, tract/onnxruntime = {:.2}x \
+                 (without the im2col rewrite: tract {:.2} ms, {:.2}x)",
                 run.threads,
                 if run.threads == 1 { "" } else { "s" },
                 run.tract_ms,
                 run.onnxruntime_ms,
-                run.ratio
+                run.ratio,
+                run.tract_plain_graph_ms,
+                run.plain_graph_ratio
             );
         }
     }

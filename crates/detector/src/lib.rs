@@ -24,6 +24,7 @@ mod config;
 mod decode;
 pub mod draw;
 mod error;
+pub mod im2col;
 mod labels;
 mod model;
 mod postprocess;

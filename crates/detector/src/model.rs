@@ -27,10 +27,13 @@ const SCORES_LEN: usize = NUM_ANCHORS * NUM_SCORE_COLUMNS;
 /// detect`, docs/performance.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Optimization {
-    /// `into_optimized()`: declutter, then codegen (fused, packed kernels). The fast one.
+    /// Our explicit-im2col rewrite of the deep 3x3 convolutions ([`crate::im2col`]), then
+    /// tract's `into_optimized()`: declutter, then codegen (fused, packed kernels). The fast one.
     #[default]
     Optimized,
-    /// `into_typed()` + `into_decluttered()` only: generic ops, no codegen.
+    /// `into_optimized()` on the graph as the file has it, without our rewrite.
+    OptimizedPlainGraph,
+    /// `into_typed()` + `into_decluttered()` only, without our rewrite: generic ops, no codegen.
     Decluttered,
 }
 
@@ -54,6 +57,25 @@ impl fmt::Debug for Model {
     }
 }
 
+/// Reads the ONNX file into tract, with the explicit-im2col rewrite when `im2col` is set.
+/// External data files are looked up beside the model, as tract's `model_for_path` does.
+fn parse(path: &Path, im2col: bool) -> TractResult<InferenceModel> {
+    let onnx = onnx();
+    let mut proto = onnx.proto_model_for_path(path)?;
+    if im2col {
+        crate::im2col::rewrite(&mut proto);
+    }
+    let dir = path.parent().and_then(Path::to_str);
+    let parsed = onnx.parse(&proto, dir)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(tract_onnx::tract_core::internal::format_err!(
+            "could not resolve inputs at top level: {:?}",
+            parsed.unresolved_inputs
+        ));
+    }
+    Ok(parsed.model)
+}
+
 impl Model {
     /// Parses the ONNX file, fixes the input to `f32 [1,300,300,3]`, optimizes and plans it.
     /// Takes a few hundred ms; do it once per process.
@@ -73,11 +95,10 @@ impl Model {
             return Err(LoadError::Missing { path: path.to_owned() });
         }
         let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), source: e.into() };
-        let model = onnx()
-            .model_for_path(path)
+        let model = parse(path, optimization == Optimization::Optimized)
             .and_then(|m| m.with_input_fact(0, f32::fact(INPUT_SHAPE).into()))
             .and_then(|m| match optimization {
-                Optimization::Optimized => m.into_optimized(),
+                Optimization::Optimized | Optimization::OptimizedPlainGraph => m.into_optimized(),
                 Optimization::Decluttered => m.into_typed().and_then(|t| t.into_decluttered()),
             })
             .map_err(model_err)?;

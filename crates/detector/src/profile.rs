@@ -152,14 +152,16 @@ impl OnnxKinds {
         self.origin(name).and_then(|o| self.by_name.get(o)).map(String::as_str)
     }
 
-    /// The ONNX node name `name` starts with (itself, or up to a `.`, `#`, `-`, `_` or `:`;
-    /// onnxruntime names nodes it rewrites after their output, `…/BiasAdd:0_nchwc`).
+    /// The ONNX node name `name` starts with (itself, or up to a `.`, `#`, `-`, `_`, `:` or `/`;
+    /// onnxruntime names nodes it rewrites after their output, `…/BiasAdd:0_nchwc`, and our
+    /// explicit-im2col rewrite names the nodes it adds `<conv>/im2col/…`, so their time counts
+    /// as the 3x3 convolution they replace).
     fn origin<'a>(&self, name: &'a str) -> Option<&'a str> {
         if self.by_name.contains_key(name) {
             return Some(name);
         }
         let mut cut = name.len();
-        while let Some(i) = name[..cut].rfind(['.', '#', '-', '_', ':']) {
+        while let Some(i) = name[..cut].rfind(['.', '#', '-', '_', ':', '/']) {
             if self.by_name.contains_key(&name[..i]) {
                 return Some(&name[..i]);
             }
