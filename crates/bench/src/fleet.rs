@@ -82,6 +82,7 @@ pub(crate) fn run_of(cluster: &LocalCluster, n: u64, seconds: f64) -> Run {
         latency_p50_ms: s.latency_p50_s.unwrap_or(0.0) * 1e3,
         latency_p99_ms: s.latency_p99_s.unwrap_or(0.0) * 1e3,
         per_worker: s.per_worker.iter().map(|(k, v)| (k.clone(), v.results)).collect(),
+        tail_seconds: 0.0,
     }
 }
 

@@ -15,6 +15,9 @@ pub struct Run {
     pub latency_p99_ms: f64,
     /// Results per worker id.
     pub per_worker: BTreeMap<String, u64>,
+    /// Seconds between the next-to-last and the last result: the batch's tail (0 where not
+    /// measured).
+    pub tail_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +35,8 @@ pub struct WorkerRow {
 pub struct SkewReport {
     pub workers: Vec<f64>,
     pub frames: u64,
+    /// Frames of the round-robin setup (`--rr-frames`).
+    pub rr_frames: u64,
     pub sum_capacity_fps: f64,
     pub slowest_capacity_fps: f64,
     pub pull_fps: f64,

@@ -35,6 +35,12 @@ pub struct SkewArgs {
     /// Target duration of the pooled run when `--frames` is not given.
     #[arg(long, default_value_t = 20.0)]
     pub seconds: f64,
+    /// Frames for the round-robin setup [default: as `--frames`]. Round-robin deals half of
+    /// them to each of two devices whatever their speed, so at 1:100 a pooled batch of 200
+    /// frames would take the slow device over 15 minutes; its throughput (N x the slowest)
+    /// does not depend on the batch size, so a smaller batch measures it in minutes.
+    #[arg(long)]
+    pub rr_frames: Option<u64>,
     /// Print everything as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -89,13 +95,25 @@ async fn pooled(
         cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;
     }
     let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
-    let done = cluster
-        .wait_results(n, Duration::from_secs(3600))
-        .await
-        .map_err(|got| anyhow::anyhow!("pooled run stalled at {got} of {n}"))?;
-    let run = run_of(&cluster, n, (done - first).as_secs_f64());
+    let (almost, done) = last_two(&cluster, n, Duration::from_secs(3600), "pooled").await?;
+    let mut run = run_of(&cluster, n, (done - first).as_secs_f64());
+    run.tail_seconds = (done - almost).as_secs_f64();
     cluster.shutdown().await;
     Ok(run)
+}
+
+/// When the next-to-last and the last of `n` results arrived: the gap between them is the
+/// batch's tail, long when the last frame sat on a slow device while the others idled.
+async fn last_two(
+    cluster: &LocalCluster,
+    n: u64,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<(std::time::Instant, std::time::Instant)> {
+    let stalled = |got| anyhow::anyhow!("{what} run stalled at {got} of {n}");
+    let almost = cluster.wait_results(n.saturating_sub(1).max(1), timeout).await.map_err(stalled)?;
+    let done = cluster.wait_results(n, timeout).await.map_err(stalled)?;
+    Ok((almost, done))
 }
 
 /// (b) Round-robin: worker `i` has its own durable consumer filtered on `frames.rr-<i>`, and
@@ -131,11 +149,9 @@ async fn round_robin(
         cluster.add_worker(&worker_id(i, *f), cfg, engine.clone(), &prometheus::Registry::new()).await?;
     }
     let first = cluster.wait_results(1, Duration::from_secs(120)).await.map_err(|_| anyhow::anyhow!("no result"))?;
-    let done = cluster
-        .wait_results(n, Duration::from_secs(7200))
-        .await
-        .map_err(|got| anyhow::anyhow!("round-robin run stalled at {got} of {n}"))?;
-    let run = run_of(&cluster, n, (done - first).as_secs_f64());
+    let (almost, done) = last_two(&cluster, n, Duration::from_secs(7200), "round-robin").await?;
+    let mut run = run_of(&cluster, n, (done - first).as_secs_f64());
+    run.tail_seconds = (done - almost).as_secs_f64();
     cluster.shutdown().await;
     Ok(run)
 }
@@ -164,12 +180,13 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
         say(format!("capacities {caps:.2?} fps (sum {sum:.2}); {n} frames per setup"));
         say("(a) pooled pull cluster ...".into());
         let pull = pooled(&cfg.nats, &engine, &photos, &args.workers, n, None).await?;
+        let rr_n = args.rr_frames.unwrap_or(n).max(args.workers.len() as u64 * 2);
         say(format!(
-            "    {:.2} fps; (b) round-robin, expect about {:.0} s ...",
+            "    {:.2} fps; (b) round-robin, {rr_n} frames, expect about {:.0} s ...",
             pull.fps,
-            n as f64 / (args.workers.len() as f64 * slowest)
+            rr_n as f64 / (args.workers.len() as f64 * slowest)
         ));
-        let rr = round_robin(&cfg.nats, &engine, &photos, &args.workers, n).await?;
+        let rr = round_robin(&cfg.nats, &engine, &photos, &args.workers, rr_n).await?;
         let overflow = if args.overflow {
             let min = overflow_thresholds(&caps);
             say(format!("(a') pooled with the overflow priority policy, min_pending {min:?} ..."));
@@ -193,13 +210,14 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
                     pull_frames: p,
                     pull_share: p as f64 / n as f64,
                     rr_frames: r,
-                    rr_share: r as f64 / n as f64,
+                    rr_share: r as f64 / rr_n as f64,
                 }
             })
             .collect();
         anyhow::Ok(SkewReport {
             workers: args.workers.clone(),
             frames: n,
+            rr_frames: rr_n,
             sum_capacity_fps: sum,
             slowest_capacity_fps: slowest,
             pull_fps: pull.fps,
@@ -229,9 +247,10 @@ pub fn run(global: &Global, args: SkewArgs) -> anyhow::Result<ExitCode> {
 fn print_report(r: &SkewReport) {
     let skew: Vec<String> = r.workers.iter().map(|f| format!("{f}")).collect();
     println!(
-        "skew {} — {} frames per setup (devices emulated with --slowdown on one machine)",
+        "skew {} — {} frames per pooled setup, {} round-robin (devices emulated with --slowdown on one machine)",
         skew.join(":"),
-        r.frames
+        r.frames,
+        r.rr_frames
     );
     println!(
         "  {:<12} {:>9} {:>12} {:>11} {:>10} {:>9}",
@@ -265,6 +284,12 @@ fn print_report(r: &SkewReport) {
     println!(
         "  batch latency p50/p99    pull {:.0}/{:.0} ms, round-robin {:.0}/{:.0} ms",
         r.pull.latency_p50_ms, r.pull.latency_p99_ms, r.rr.latency_p50_ms, r.rr.latency_p99_ms
+    );
+    let overflow_tail =
+        r.overflow.as_ref().map_or(String::new(), |o| format!(", overflow {:.2} s", o.run.tail_seconds));
+    println!(
+        "  batch tail (last result after the one before it): pull {:.2} s{overflow_tail}, round-robin {:.2} s",
+        r.pull.tail_seconds, r.rr.tail_seconds
     );
 }
 

@@ -27,8 +27,9 @@ const SCORES_LEN: usize = NUM_ANCHORS * NUM_SCORE_COLUMNS;
 /// detect`, docs/performance.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Optimization {
-    /// Our explicit-im2col rewrite of the deep 3x3 convolutions ([`crate::im2col`]), then
-    /// tract's `into_optimized()`: declutter, then codegen (fused, packed kernels). The fast one.
+    /// Our explicit-im2col rewrite of the deep 3x3 convolutions ([`crate::im2col`]) when the
+    /// model runs on one thread, then tract's `into_optimized()`: declutter, then codegen
+    /// (fused, packed kernels). The fast one.
     #[default]
     Optimized,
     /// `into_optimized()` on the graph as the file has it, without our rewrite.
@@ -95,7 +96,11 @@ impl Model {
             return Err(LoadError::Missing { path: path.to_owned() });
         }
         let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), source: e.into() };
-        let model = parse(path, optimization == Optimization::Optimized)
+        // The rewrite pays on one thread (8-20 % less inference) and costs 5-10 % on one
+        // session of two threads, where tract splits each of the nine smaller products across
+        // the threads (docs/performance.md): it goes with the layout it helps.
+        let im2col = optimization == Optimization::Optimized && cfg.threads == 1;
+        let model = parse(path, im2col)
             .and_then(|m| m.with_input_fact(0, f32::fact(INPUT_SHAPE).into()))
             .and_then(|m| match optimization {
                 Optimization::Optimized | Optimization::OptimizedPlainGraph => m.into_optimized(),
