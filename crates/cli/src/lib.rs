@@ -101,7 +101,7 @@ pub enum Command {
     /// Models in the NATS Object Store bucket MODELS, loaded by name by workers.
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
-    /// Read results: dedupe, Prometheus metrics, JSONL file, live feed (/events).
+    /// Read results: dedupe, Prometheus metrics, JSONL file, live feed (/events), the live page (/).
     Sink(cmd::sink::SinkArgs),
     /// Tail detection results in the terminal.
     Watch(cmd::watch::WatchArgs),
