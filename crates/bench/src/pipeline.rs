@@ -58,6 +58,18 @@ struct Overhead {
     raw_fps: f64,
     pipeline_fps: f64,
     ratio: f64,
+    /// Messages into and out of the broker per frame (`/varz` in_msgs + out_msgs over the
+    /// phase): the broker's per-message work, which bounds both on this machine.
+    raw_msgs_per_frame: Option<f64>,
+    pipeline_msgs_per_frame: Option<f64>,
+}
+
+/// What one overhead measurement gave.
+struct Phases {
+    raw_fps: f64,
+    pipeline_fps: f64,
+    raw_msgs: Option<u64>,
+    pipeline_msgs: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,10 +165,13 @@ async fn pipeline_pass_through(
     n: u64,
     data: Bytes,
     slots: usize,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<Phases> {
     let registry = prometheus::Registry::new();
     let mut cluster = LocalCluster::start(global_nats, &registry).await?;
+    let monitor = cluster.server.as_ref().map(edgepool_harness::Broker::monitor_url);
+    let before_raw = broker_msgs(monitor.as_deref()).await;
     let raw = raw_baseline(&cluster.js, n, data.clone()).await?;
+    let after_raw = broker_msgs(monitor.as_deref()).await;
     let cfg = WorkerConfig { slots, ..WorkerConfig::default() };
     cluster.add_worker("passthrough", cfg, Arc::new(PassThrough::default()) as Arc<dyn Infer>, &registry).await?;
     // Several cameras, as in real life: FRAMES caps each camera's backlog (max_msgs_per_subject),
@@ -188,8 +203,33 @@ async fn pipeline_pass_through(
         .await
         .map_err(|got| anyhow::anyhow!("only {got} of {n} results"))?;
     let fps = n as f64 / (done - start).as_secs_f64();
+    let after_pipeline = broker_msgs(monitor.as_deref()).await;
     cluster.shutdown().await;
-    Ok((raw, fps))
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+    Ok(Phases {
+        raw_fps: raw,
+        pipeline_fps: fps,
+        raw_msgs: delta(before_raw, after_raw),
+        pipeline_msgs: delta(after_raw, after_pipeline),
+    })
+}
+
+/// Messages the broker has received and sent so far (`/varz` `in_msgs + out_msgs`), when this
+/// bench started the broker (not with `--nats-url`).
+async fn broker_msgs(monitor: Option<&str>) -> Option<u64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = monitor?.strip_prefix("http://")?.to_owned();
+    let read = async {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await?;
+        conn.write_all(format!("GET /varz HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+        let mut reply = Vec::new();
+        conn.read_to_end(&mut reply).await?;
+        std::io::Result::Ok(reply)
+    };
+    let reply = tokio::time::timeout(Duration::from_secs(5), read).await.ok()?.ok()?;
+    let at = reply.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let varz: serde_json::Value = serde_json::from_slice(&reply[at..]).ok()?;
+    Some(varz["in_msgs"].as_u64()? + varz["out_msgs"].as_u64()?)
 }
 
 /// The engine of the overhead benchmark: decodes nothing, detects nothing. It lives here, not
@@ -322,13 +362,16 @@ pub fn run(global: &Global, args: PipelineArgs) -> anyhow::Result<ExitCode> {
         for &size in &args.sizes {
             let n = (args.frames * 50_000 / size.max(1) as u64).clamp(200, args.frames);
             say(format!("overhead: {n} frames of {size} bytes ..."));
-            let (raw, pipe) = pipeline_pass_through(&cfg.nats, n, payload(size), args.slots).await?;
+            let p = pipeline_pass_through(&cfg.nats, n, payload(size), args.slots).await?;
+            let per_frame = |m: Option<u64>| m.map(|m| m as f64 / n as f64);
             overhead.push(Overhead {
                 size_bytes: size,
                 frames: n,
-                raw_fps: raw,
-                pipeline_fps: pipe,
-                ratio: pipe / raw,
+                raw_fps: p.raw_fps,
+                pipeline_fps: p.pipeline_fps,
+                ratio: p.pipeline_fps / p.raw_fps,
+                raw_msgs_per_frame: per_frame(p.raw_msgs),
+                pipeline_msgs_per_frame: per_frame(p.pipeline_msgs),
             });
         }
         let mut model = None;
@@ -343,16 +386,22 @@ pub fn run(global: &Global, args: PipelineArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             println!("{}", serde_json::json!({"overhead": overhead, "model": model}));
         } else {
-            println!("pipeline overhead (pass-through model; target: pipeline >= 70% of raw JetStream)");
-            println!("  {:>10} {:>7} {:>12} {:>14} {:>7}", "frame", "frames", "raw fps", "pipeline fps", "ratio");
+            println!("pipeline overhead (pass-through model; target: pipeline >= 80% of raw JetStream)");
+            println!(
+                "  {:>10} {:>7} {:>12} {:>14} {:>7} {:>22}",
+                "frame", "frames", "raw fps", "pipeline fps", "ratio", "broker msgs/frame"
+            );
+            let msgs = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}"));
             for o in &overhead {
                 println!(
-                    "  {:>8} B {:>7} {:>12.0} {:>14.0} {:>6.0}%",
+                    "  {:>8} B {:>7} {:>12.0} {:>14.0} {:>6.0}% {:>10} raw {:>6} pipe",
                     o.size_bytes,
                     o.frames,
                     o.raw_fps,
                     o.pipeline_fps,
-                    o.ratio * 100.0
+                    o.ratio * 100.0,
+                    msgs(o.raw_msgs_per_frame),
+                    msgs(o.pipeline_msgs_per_frame)
                 );
             }
             if let Some(m) = &model {

@@ -32,8 +32,10 @@ async fn max_held(p: &LocalCluster, window: Duration) -> (u64, u64, u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_one_slot_worker_holds_at_most_one_frame_while_the_queue_is_deep() {
     let mut p = cluster().await;
-    let sent = publish_photos(&p, "deep", 40, 1).await;
-    assert_eq!(sent.len(), 40);
+    // Deep enough that the 1 + 2 slots cannot drain it in the ~6 s measured: the fast worker
+    // alone does 20-25 frames/s on 2 cores.
+    let sent = publish_photos(&p, "deep", 200, 1).await;
+    assert_eq!(sent.len(), 200);
 
     add_worker(&mut p, "slow", WorkerConfig { slots: 1, slowdown: 8.0, ..Default::default() }, engine()).await;
     wait_results(&p, 1, Duration::from_secs(60)).await;
