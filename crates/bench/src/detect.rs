@@ -116,10 +116,13 @@ struct ReferenceRun {
     onnxruntime_ms: f64,
     /// tract time / onnxruntime time: 2.0 means tract takes twice as long.
     ratio: f64,
-    /// tract on the graph as the file has it, without the explicit-im2col rewrite
-    /// (`Optimization::OptimizedPlainGraph`), timed in the same run: what the rewrite gives.
-    tract_plain_graph_ms: f64,
-    plain_graph_ratio: f64,
+    /// At 1 thread, where the explicit-im2col rewrite applies: tract on the graph as the file
+    /// has it (`Optimization::OptimizedPlainGraph`), its frames interleaved with the rewritten
+    /// plan's. What the rewrite gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tract_plain_graph_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plain_graph_ratio: Option<f64>,
 }
 
 /// What tools/model/reference.py prints.
@@ -206,18 +209,22 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
         let ort = run_reference(&model_path, &tensor, cores, args.iterations, false, &progress)?;
         let mut runs = Vec::new();
         for r in ort.runs {
-            let model = if r.threads == 1 { &one } else { &all };
-            let plain_cfg = DetectorConfig { threads: r.threads, ..Default::default() };
-            let plain = Model::load_with(&model_path, &plain_cfg, Optimization::OptimizedPlainGraph)?;
-            progress(&format!("tract at {} thread(s), with and without the im2col rewrite", r.threads));
-            let (tract_ms, plain_ms) = time_pair(&mut model.session(), &mut plain.session(), &tensor, args.iterations)?;
+            let (tract_ms, plain_ms) = if r.threads == 1 {
+                let plain =
+                    Model::load_with(&model_path, &DetectorConfig::default(), Optimization::OptimizedPlainGraph)?;
+                progress("tract at 1 thread, with and without the im2col rewrite");
+                let ms = time_interleaved(&mut [one.session(), plain.session()], &tensor, args.iterations)?;
+                (ms[0], Some(ms[1]))
+            } else {
+                (time_interleaved(&mut [all.session()], &tensor, args.iterations)?[0], None)
+            };
             runs.push(ReferenceRun {
                 threads: r.threads,
                 tract_ms,
                 onnxruntime_ms: r.ms_mean,
                 ratio: tract_ms / r.ms_mean,
                 tract_plain_graph_ms: plain_ms,
-                plain_graph_ratio: plain_ms / r.ms_mean,
+                plain_graph_ratio: plain_ms.map(|ms| ms / r.ms_mean),
             });
         }
         Some(ReferenceReport { onnxruntime: ort.onnxruntime, runs })
@@ -338,24 +345,24 @@ fn parallel(
     })
 }
 
-/// Mean ms per frame of two sessions on `tensor`, their frames interleaved (a, b, a, b, ...) so
-/// that both see the same machine: on a shared VM, runs a minute apart differ by 10-20 %.
-fn time_pair(a: &mut Session, b: &mut Session, tensor: &[f32], iterations: usize) -> anyhow::Result<(f64, f64)> {
+/// Mean ms of tract inference alone on a fixed tensor (like reference.py times onnxruntime)
+/// for each session, their frames interleaved (a, b, a, b, ...) so that all see the same
+/// machine: on a shared VM, runs a minute apart differ by 10-20 %.
+fn time_interleaved(sessions: &mut [Session], tensor: &[f32], iterations: usize) -> anyhow::Result<Vec<f64>> {
     for _ in 0..WARMUP_FRAMES {
-        a.run_tensor(tensor)?;
-        b.run_tensor(tensor)?;
+        for s in sessions.iter_mut() {
+            s.run_tensor(tensor)?;
+        }
     }
-    let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
+    let mut spent = vec![Duration::ZERO; sessions.len()];
     for _ in 0..iterations {
-        let started = Instant::now();
-        a.run_tensor(tensor)?;
-        ta += started.elapsed();
-        let started = Instant::now();
-        b.run_tensor(tensor)?;
-        tb += started.elapsed();
+        for (s, t) in sessions.iter_mut().zip(&mut spent) {
+            let started = Instant::now();
+            s.run_tensor(tensor)?;
+            *t += started.elapsed();
+        }
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3 / iterations as f64;
-    Ok((ms(ta), ms(tb)))
+    Ok(spent.iter().map(|d| d.as_secs_f64() * 1e3 / iterations as f64).collect())
 }
 
 /// Runs reference.py in `<model dir>/pyref-venv` (created on first use) on `tensor`.
@@ -463,13 +470,11 @@ fn print_report(r: &Report) {
                 run.tract_ms,
                 run.onnxruntime_ms,
                 run.ratio,
-                if run.threads == 1 {
-                    format!(
-                        "(without the im2col rewrite: tract {:.2} ms, {:.2}x, interleaved frame by frame)",
-                        run.tract_plain_graph_ms, run.plain_graph_ratio
-                    )
-                } else {
-                    "(the im2col rewrite is for 1-thread sessions only)".to_owned()
+                match (run.tract_plain_graph_ms, run.plain_graph_ratio) {
+                    (Some(ms), Some(ratio)) => format!(
+                        "(without the im2col rewrite: tract {ms:.2} ms, {ratio:.2}x, interleaved frame by frame)"
+                    ),
+                    _ => "(the im2col rewrite is for 1-thread sessions only)".to_owned(),
                 }
             );
         }

@@ -96,7 +96,7 @@ impl Model {
             return Err(LoadError::Missing { path: path.to_owned() });
         }
         let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), source: e.into() };
-        // The rewrite pays on one thread (8-20 % less inference) and costs 5-10 % on one
+        // The rewrite pays on one thread (8-17 % less inference) and costs 2-10 % on one
         // session of two threads, where tract splits each of the nine smaller products across
         // the threads (docs/performance.md): it goes with the layout it helps.
         let im2col = optimization == Optimization::Optimized && cfg.threads == 1;
