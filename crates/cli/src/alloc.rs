@@ -11,12 +11,23 @@
 //! and inference took 130 ms instead of 100 (`edgepool bench detect`); at 16 MiB inference is
 //! as fast as with the defaults. Arenas alone (no fixed threshold) still reached 227 MiB.
 //!
+//! `MALLOC_TRIM_THRESHOLD_` of 32 MiB (issue 15): fixing the mmap threshold also fixes the trim
+//! threshold at glibc's 128 KiB, where the dynamic threshold would have raised it to twice the
+//! mmap threshold. So every multi-megabyte tensor freed at the top of the heap went back to
+//! the OS and the next one faulted its pages in again: a 30-frame `edgepool bench detect` took
+//! 0.5-1.0 million page faults. At 32 MiB (what glibc's own rule gives for a 16 MiB mmap
+//! threshold) it takes 0.19 million, and inference on one thread took 79.6-81.6 ms against
+//! 89.6-97.7 ms, two parallel 1-thread sessions 20.7-23.6 fps against 17.6-18.8, in three
+//! alternating runs each (docs/performance.md). The heap keeps up to 32 MiB of free memory
+//! at its top instead of returning it; peak RSS does not change.
+//!
 //! glibc reads these variables only at process start, and setting them needs `unsafe` (which
 //! the workspace forbids), so the binary re-executes itself once with them in its environment.
 //! Variables the operator sets win (no re-exec then); `EDGEPOOL_MALLOC_TUNING=off` disables it.
 
 /// The variables and values applied.
-pub const TUNING: [(&str, &str); 2] = [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "16777216")];
+pub const TUNING: [(&str, &str); 3] =
+    [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "16777216"), ("MALLOC_TRIM_THRESHOLD_", "33554432")];
 
 /// Set in the re-executed process (and by operators to opt out with `off`).
 pub const MARK: &str = "EDGEPOOL_MALLOC_TUNING";
