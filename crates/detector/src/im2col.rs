@@ -21,9 +21,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
+
+use crate::proto::{int_attr, ints_attr};
 
 /// Convolutions with fewer input channels stay as they are (see the module docs).
 pub const MIN_CHANNELS: i64 = 128;
@@ -215,19 +216,6 @@ fn constant_i64(graph: &mut GraphProto, name: String, values: &[i64]) -> String 
     name
 }
 
-fn int_attr(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..AttributeProto::default() }
-}
-
-fn ints_attr(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Ints as i32,
-        ints: ints.to_vec(),
-        ..AttributeProto::default()
-    }
-}
-
 /// Drops the replaced 3x3 weights that no node reads any more, so the rewrite does not keep two
 /// copies of the heads' weights in memory. Kept when a node has a subgraph, which may read them.
 fn drop_unread(graph: &mut GraphProto, replaced: &[String]) {
@@ -249,37 +237,16 @@ fn drop_unread(graph: &mut GraphProto, replaced: &[String]) {
 
 #[cfg(test)]
 mod tests {
-    use tract_onnx::pb::{OperatorSetIdProto, TypeProto, ValueInfoProto, type_proto};
-    use tract_onnx::prelude::*;
+    use tract_onnx::pb::{OperatorSetIdProto, ValueInfoProto};
 
     use super::*;
-
-    /// Deterministic values in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn floats_tensor(name: &str, dims: &[i64], values: Vec<f32>) -> TensorProto {
-        TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: DataType::Float as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..TensorProto::default()
-        }
-    }
+    use crate::proto::{f32_type, floats, noise, run_graph};
 
     fn conv(name: &str, input: &str, out: i64, channels: i64, stride: i64, seed: u64) -> (NodeProto, [TensorProto; 2]) {
         let o = usize::try_from(out).unwrap();
         let c = usize::try_from(channels).unwrap();
-        let w = floats_tensor(&format!("{name}/w"), &[out, channels, 3, 3], noise(o * c * 9, seed));
-        let b = floats_tensor(&format!("{name}/b"), &[out], noise(o, seed + 1));
+        let w = floats(&format!("{name}/w"), &[out, channels, 3, 3], &noise(o * c * 9, seed));
+        let b = floats(&format!("{name}/b"), &[out], &noise(o, seed + 1));
         let node = NodeProto {
             name: name.into(),
             op_type: "Conv".into(),
@@ -295,16 +262,6 @@ mod tests {
             ..NodeProto::default()
         };
         (node, [w, b])
-    }
-
-    fn f32_type() -> TypeProto {
-        TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: DataType::Float as i32,
-                shape: None,
-            })),
-            ..TypeProto::default()
-        }
     }
 
     /// Two heads on one 128-channel input (the SSD shape) and one shallow convolution.
@@ -327,17 +284,6 @@ mod tests {
         }
     }
 
-    fn run(proto: &ModelProto, channels: usize, x: &Tensor) -> Vec<Vec<f32>> {
-        let plan = onnx()
-            .model_for_proto_model(proto)
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, channels, 7, 7]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .unwrap();
-        let out = plan.run(tvec!(x.clone().into())).unwrap();
-        out.iter().map(|t| t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).unwrap().to_vec()).collect()
-    }
-
     #[test]
     fn the_rewritten_graph_computes_the_same_convolutions() {
         let channels = 128usize;
@@ -350,8 +296,9 @@ mod tests {
         assert!(graph.initializer.iter().all(|t| t.name != "class/w" && t.name != "box/w"), "old weights dropped");
         assert!(graph.initializer.iter().any(|t| t.name == "strided/w"));
 
-        let x = Tensor::from_shape(&[1, channels, 7, 7], &noise(channels * 49, 99)).unwrap();
-        let (want, got) = (run(&plain, channels, &x), run(&rewritten, channels, &x));
+        let x = noise(channels * 49, 99);
+        let shape = [1, channels, 7, 7];
+        let (want, got) = (run_graph(&plain, shape, &x), run_graph(&rewritten, shape, &x));
         assert_eq!(want.len(), 3);
         for (w, g) in want.iter().zip(&got) {
             assert_eq!(w.len(), g.len());

@@ -22,6 +22,7 @@
 
 mod config;
 mod decode;
+pub mod depthwise;
 pub mod draw;
 mod error;
 pub mod im2col;
@@ -30,6 +31,7 @@ mod model;
 mod postprocess;
 mod preprocess;
 pub mod profile;
+mod proto;
 
 use std::path::PathBuf;
 

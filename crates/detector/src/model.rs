@@ -28,13 +28,15 @@ const SCORES_LEN: usize = NUM_ANCHORS * NUM_SCORE_COLUMNS;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Optimization {
     /// Our explicit-im2col rewrite of the deep 3x3 convolutions ([`crate::im2col`]) when the
-    /// model runs on one thread, then tract's `into_optimized()`: declutter, then codegen
-    /// (fused, packed kernels). The fast one.
+    /// model runs on one thread, our fused depthwise kernel ([`crate::depthwise`]), then
+    /// tract's `into_optimized()`: declutter, then codegen (fused, packed kernels). The fast one.
     #[default]
     Optimized,
-    /// `into_optimized()` on the graph as the file has it, without our rewrite.
+    /// [`Optimization::Optimized`] without our depthwise kernel: what the kernel gives.
+    OptimizedWithoutDepthwise,
+    /// `into_optimized()` on the graph as the file has it, without our rewrites.
     OptimizedPlainGraph,
-    /// `into_typed()` + `into_decluttered()` only, without our rewrite: generic ops, no codegen.
+    /// `into_typed()` + `into_decluttered()` only, without our rewrites: generic ops, no codegen.
     Decluttered,
 }
 
@@ -58,13 +60,18 @@ impl fmt::Debug for Model {
     }
 }
 
-/// Reads the ONNX file into tract, with the explicit-im2col rewrite when `im2col` is set.
+/// Reads the ONNX file into tract, with the explicit-im2col rewrite when `im2col` is set and
+/// our depthwise kernel when `depthwise` is.
 /// External data files are looked up beside the model, as tract's `model_for_path` does.
-fn parse(path: &Path, im2col: bool) -> TractResult<InferenceModel> {
-    let onnx = onnx();
+fn parse(path: &Path, im2col: bool, depthwise: bool) -> TractResult<InferenceModel> {
+    let mut onnx = onnx();
+    crate::depthwise::register(&mut onnx);
     let mut proto = onnx.proto_model_for_path(path)?;
     if im2col {
         crate::im2col::rewrite(&mut proto);
+    }
+    if depthwise {
+        crate::depthwise::rewrite(&mut proto);
     }
     let dir = path.parent().and_then(Path::to_str);
     let parsed = onnx.parse(&proto, dir)?;
@@ -96,14 +103,19 @@ impl Model {
             return Err(LoadError::Missing { path: path.to_owned() });
         }
         let model_err = |e: TractError| LoadError::Model { path: path.to_owned(), source: e.into() };
-        // The rewrite pays on one thread (8-17 % less inference) and costs 2-10 % on one
+        // The im2col rewrite pays on one thread (8-17 % less inference) and costs 2-10 % on one
         // session of two threads, where tract splits each of the nine smaller products across
-        // the threads (docs/performance.md): it goes with the layout it helps.
-        let im2col = optimization == Optimization::Optimized && cfg.threads == 1;
-        let model = parse(path, im2col)
+        // the threads. Our depthwise kernel is single-threaded: 7-8 % less inference on one
+        // thread, nothing on two (docs/performance.md). Both go with the layout they help.
+        let im2col = matches!(optimization, Optimization::Optimized | Optimization::OptimizedWithoutDepthwise)
+            && cfg.threads == 1;
+        let depthwise = optimization == Optimization::Optimized && cfg.threads == 1;
+        let model = parse(path, im2col, depthwise)
             .and_then(|m| m.with_input_fact(0, f32::fact(INPUT_SHAPE).into()))
             .and_then(|m| match optimization {
-                Optimization::Optimized | Optimization::OptimizedPlainGraph => m.into_optimized(),
+                Optimization::Optimized
+                | Optimization::OptimizedWithoutDepthwise
+                | Optimization::OptimizedPlainGraph => m.into_optimized(),
                 Optimization::Decluttered => m.into_typed().and_then(|t| t.into_decluttered()),
             })
             .map_err(model_err)?;
