@@ -726,7 +726,9 @@ mod tests {
 
         let x = noise(C * SIDE * SIDE, 99);
         let shape = [1, C, SIDE, SIDE];
-        let (want, got) = (run_graph(&plain, shape, &x), run_graph(&fused, shape, &x));
+        let mut onnx = onnx();
+        register(&mut onnx);
+        let (want, got) = (run_graph(&onnx, &plain, shape, &x), run_graph(&onnx, &fused, shape, &x));
         let sizes: Vec<usize> = want.iter().map(Vec::len).collect();
         assert_eq!(sizes, [C * 37 * 37, C * 18 * 18, C * 19 * 19, C * 37 * 37, 4 * 37 * 37]);
         for (i, (w, g)) in want.iter().zip(&got).enumerate() {

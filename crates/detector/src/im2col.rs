@@ -298,7 +298,8 @@ mod tests {
 
         let x = noise(channels * 49, 99);
         let shape = [1, channels, 7, 7];
-        let (want, got) = (run_graph(&plain, shape, &x), run_graph(&rewritten, shape, &x));
+        let onnx = tract_onnx::onnx();
+        let (want, got) = (run_graph(&onnx, &plain, shape, &x), run_graph(&onnx, &rewritten, shape, &x));
         assert_eq!(want.len(), 3);
         for (w, g) in want.iter().zip(&got) {
             assert_eq!(w.len(), g.len());

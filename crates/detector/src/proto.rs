@@ -1,5 +1,5 @@
-//! Small builders for the ONNX protobuf nodes and tensors that our graph rewrites
-//! ([`crate::im2col`], [`crate::depthwise`]) add, and for the test graphs that check them.
+//! Small builders for the ONNX protobuf nodes and tensors that our graph rewrites (im2col,
+//! depthwise) add, and for the test graphs that check them.
 
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -58,14 +58,17 @@ pub(crate) fn f32_type() -> tract_onnx::pb::TypeProto {
     }
 }
 
-/// Runs a test graph through tract (with our depthwise op registered) on `x`, of `shape`;
-/// returns every output's values.
+/// Runs a test graph through `onnx` (tract's parser, with whatever ops the test registered)
+/// on `x`, of `shape`; returns every output's values.
 #[cfg(test)]
-pub(crate) fn run_graph(proto: &tract_onnx::pb::ModelProto, shape: [usize; 4], x: &[f32]) -> Vec<Vec<f32>> {
+pub(crate) fn run_graph(
+    parser: &tract_onnx::Onnx,
+    proto: &tract_onnx::pb::ModelProto,
+    shape: [usize; 4],
+    x: &[f32],
+) -> Vec<Vec<f32>> {
     use tract_onnx::prelude::*;
-    let mut onnx = onnx();
-    crate::depthwise::register(&mut onnx);
-    let plan = onnx
+    let plan = parser
         .model_for_proto_model(proto)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_optimized())
