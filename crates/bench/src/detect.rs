@@ -261,7 +261,7 @@ pub fn run(args: BenchDetectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_photos(dir: Option<&Path>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn load_photos(dir: Option<&Path>) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let dir = match dir {
         Some(d) => d.to_owned(),
         None if Path::new("testdata/photos").is_dir() => PathBuf::from("testdata/photos"),

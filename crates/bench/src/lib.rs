@@ -8,6 +8,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod camera;
 pub mod chaos;
 pub mod detect;
 pub mod fleet;
@@ -49,6 +50,8 @@ pub enum BenchCommand {
     Overload(overload::OverloadArgs),
     /// Resident memory of a worker, a sink and a camera at a steady load.
     Memory(memory::MemoryArgs),
+    /// What a camera costs before the pool: the motion check per frame at 1080p and 720p.
+    Camera(camera::BenchCameraArgs),
     /// Fault injection on real processes (worker kill -9, broker kill/restart, cluster node
     /// loss, camera offline, malformed input, drain, soak) with a lost/duplicate checker.
     Chaos(chaos::ChaosArgs),
@@ -76,6 +79,7 @@ pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Detect(args) => detect::run(args),
         BenchCommand::Pipeline(args) => pipeline::run(global, args),
         BenchCommand::Memory(args) => memory::run(global, args),
+        BenchCommand::Camera(args) => camera::run(args),
         BenchCommand::Skew(args) => skew::run(global, args),
         BenchCommand::Overload(args) => overload::run(global, args),
         BenchCommand::Chaos(args) => chaos::run(global, args),

@@ -22,6 +22,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod metrics;
+pub mod motion;
 mod outcome;
 mod publisher;
 

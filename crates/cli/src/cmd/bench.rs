@@ -20,6 +20,7 @@ benchmarks (edgepool-bench):
   skew      pooled pull vs round-robin on emulated devices of different speeds
   overload  latency and stale drops at 50/100/150 % of fleet capacity
   memory    resident memory of a worker, a sink and a camera at a steady load
+  camera    what a camera costs before the pool: the motion check per frame
   chaos     fault injection on real processes with a lost/duplicate checker";
 
 /// `edgepool-bench` next to this binary, else on `PATH`.
