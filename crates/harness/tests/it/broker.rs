@@ -40,7 +40,21 @@ async fn stream_with_a_message(js: &jetstream::Context, name: &str, replicas: us
         ..Default::default()
     };
     let s = js.create_stream(cfg).await.unwrap();
-    js.publish(format!("{}.a", name.to_lowercase()), "kept".into()).await.unwrap().await.unwrap();
+    // On a cluster, the create returns before the replicas have elected the stream's leader:
+    // a publish in that window gets "stream not found" (seen on a loaded CI machine). Retry
+    // for a while; a stream that never comes up still fails the test.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = js.publish(format!("{}.a", name.to_lowercase()), "kept".into()).await.unwrap().await;
+        match sent {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("publish to {name} not acked yet ({e}), retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("stream {name} never took a message: {e}"),
+        }
+    }
     s
 }
 
