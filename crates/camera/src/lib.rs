@@ -21,6 +21,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod ffmpeg;
 pub mod metrics;
 pub mod motion;
 mod outcome;

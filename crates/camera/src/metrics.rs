@@ -1,7 +1,7 @@
 //! Prometheus metrics of a camera (publisher), registered from the catalog in `edgepool-runtime`.
 
 use edgepool_runtime::metrics as cat;
-use prometheus::{IntCounter, Registry};
+use prometheus::{Histogram, IntCounter, IntGauge, Registry};
 
 use crate::outcome::{AckResult, Outcome};
 
@@ -36,5 +36,33 @@ impl CameraMetrics {
             AckResult::Duplicate => self.duplicate.inc(),
             AckResult::Failed => self.failed.inc(),
         }
+    }
+}
+
+/// Metrics of a video source (ffmpeg, the motion gate).
+#[derive(Debug, Clone)]
+pub struct VideoMetrics {
+    pub motion: IntCounter,
+    pub keepalive: IntCounter,
+    pub every: IntCounter,
+    pub still: IntCounter,
+    pub motion_check: Histogram,
+    pub up: IntGauge,
+    pub restarts: IntCounter,
+}
+
+impl VideoMetrics {
+    /// Registers the video-source metrics in `registry` for `camera`.
+    pub fn register(registry: &Registry, camera: &str) -> prometheus::Result<Self> {
+        let frames = cat::CAMERA_VIDEO_FRAMES.counter_vec(registry)?;
+        Ok(Self {
+            motion: frames.with_label_values(&[camera, "motion"]),
+            keepalive: frames.with_label_values(&[camera, "keepalive"]),
+            every: frames.with_label_values(&[camera, "every"]),
+            still: frames.with_label_values(&[camera, "still"]),
+            motion_check: cat::CAMERA_MOTION_SECONDS.histogram_vec(registry)?.with_label_values(&[camera]),
+            up: cat::CAMERA_SOURCE_UP.gauge_vec(registry)?.with_label_values(&[camera]),
+            restarts: cat::CAMERA_SOURCE_RESTARTS.counter_vec(registry)?.with_label_values(&[camera]),
+        })
     }
 }

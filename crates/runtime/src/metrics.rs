@@ -99,6 +99,40 @@ def!(
     "Publish attempts retried with the same msg id."
 );
 
+def!(
+    CAMERA_VIDEO_FRAMES,
+    "edgepool_camera_video_frames_total",
+    Counter,
+    "frames",
+    ["camera", "decision"],
+    "Video frames ffmpeg handed over at the detect rate, by what the motion gate decided: motion, keepalive \
+     and every (gating off) are published, still is skipped before it costs an inference."
+);
+def!(
+    CAMERA_MOTION_SECONDS,
+    "edgepool_camera_motion_check_seconds",
+    Histogram(STAGE_BUCKETS),
+    "seconds",
+    ["camera"],
+    "Time of the motion check per video frame (target: at most 2 ms)."
+);
+def!(
+    CAMERA_SOURCE_UP,
+    "edgepool_camera_source_up",
+    Gauge,
+    "boolean",
+    ["camera"],
+    "1 while ffmpeg delivers frames from the video source, 0 while it is down and being restarted."
+);
+def!(
+    CAMERA_SOURCE_RESTARTS,
+    "edgepool_camera_source_restarts_total",
+    Counter,
+    "restarts",
+    ["camera"],
+    "Times ffmpeg was started again after the video source dropped, ended or could not be reached."
+);
+
 // Worker. Every worker metric carries `worker` and `arch`.
 def!(
     WORKER_FRAMES,
@@ -393,6 +427,10 @@ pub const CATALOG: &[Def] = &[
     CAMERA_OUTCOMES,
     CAMERA_DROPPED,
     CAMERA_RETRIES,
+    CAMERA_VIDEO_FRAMES,
+    CAMERA_MOTION_SECONDS,
+    CAMERA_SOURCE_UP,
+    CAMERA_SOURCE_RESTARTS,
     WORKER_FRAMES,
     WORKER_ERRORS,
     WORKER_RETRIES,

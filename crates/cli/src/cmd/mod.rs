@@ -9,6 +9,7 @@ pub mod setup;
 pub mod sink;
 pub mod status;
 pub mod top;
+pub mod video;
 pub mod watch;
 pub mod worker;
 

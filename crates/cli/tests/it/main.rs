@@ -26,4 +26,5 @@ mod panic;
 mod pipeline;
 mod security;
 mod stop;
+mod video;
 mod view;
