@@ -4,6 +4,7 @@ use async_nats::HeaderMap;
 
 use edgepool_wire::frame::{FrameMeta, TimeOutOfRange, format_time, header};
 use edgepool_wire::ids::msg_id;
+use edgepool_wire::trigger::format_regions;
 
 /// Headers of a frame message, as the contract defines them. Fails only for a `captured_at`
 /// that RFC 3339 cannot write (see [`format_time`]).
@@ -15,6 +16,12 @@ pub fn frame_headers(meta: &FrameMeta) -> Result<HeaderMap, TimeOutOfRange> {
     h.insert(header::CAPTURED_AT, format_time(meta.captured_at)?.as_str());
     if let Some(tp) = &meta.traceparent {
         h.insert(header::TRACEPARENT, tp.as_str());
+    }
+    if let Some(t) = meta.trigger {
+        h.insert(header::TRIGGER, t.as_str());
+    }
+    if !meta.motion_regions.is_empty() {
+        h.insert(header::MOTION_REGIONS, format_regions(&meta.motion_regions).as_str());
     }
     Ok(h)
 }

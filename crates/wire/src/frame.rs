@@ -7,8 +7,10 @@ use thiserror::Error;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::detection::BBox;
 use crate::ids::{CameraId, FrameSeq, IdError};
 use crate::kind::ErrorKind;
+use crate::trigger::{Trigger, parse_regions};
 
 /// Subject prefix of frames: `frames.<camera>`.
 pub const FRAMES_PREFIX: &str = "frames";
@@ -32,6 +34,12 @@ pub mod header {
     pub const CAPTURED_AT: &str = "Edgepool-Captured-At";
     /// Optional W3C trace context, carried into results and logs.
     pub const TRACEPARENT: &str = "traceparent";
+    /// Optional: why the camera published the frame, `motion`, `keepalive` or `every`
+    /// (see [`crate::trigger::Trigger`]).
+    pub const TRIGGER: &str = "Edgepool-Trigger";
+    /// Optional: where the camera saw motion, `x_min,y_min,x_max,y_max` normalized boxes
+    /// separated by `;` (see [`crate::trigger::format_regions`]).
+    pub const MOTION_REGIONS: &str = "Edgepool-Motion-Regions";
     /// On dead letters: the error kind (stable, snake_case).
     pub const ERROR_KIND: &str = "Edgepool-Error-Kind";
     /// On dead letters: the human-readable error.
@@ -133,13 +141,17 @@ impl FrameError {
 }
 
 /// The parsed, validated envelope of one frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FrameMeta {
     pub camera: CameraId,
     pub seq: FrameSeq,
     pub captured_at: OffsetDateTime,
     pub content_type: ContentType,
     pub traceparent: Option<String>,
+    /// Why the camera published it, when it said.
+    pub trigger: Option<Trigger>,
+    /// Where the camera saw motion (empty when it did not say).
+    pub motion_regions: Vec<BBox>,
 }
 
 /// The camera token of a `frames.<camera>` subject, validated or not.
@@ -199,7 +211,23 @@ impl FrameMeta {
         }
 
         let traceparent = header(header::TRACEPARENT).filter(|t| is_traceparent(t)).map(str::to_owned);
-        Ok(Self { camera, seq, captured_at, content_type, traceparent })
+        let trigger = match header(header::TRIGGER) {
+            None => None,
+            Some(v) => Some(Trigger::parse(v).ok_or_else(|| FrameError::BadHeader {
+                name: header::TRIGGER,
+                value: truncate(v),
+                why: "not motion, keepalive or every",
+            })?),
+        };
+        let motion_regions = match header(header::MOTION_REGIONS) {
+            None => Vec::new(),
+            Some(v) => parse_regions(v).map_err(|why| FrameError::BadHeader {
+                name: header::MOTION_REGIONS,
+                value: truncate(v),
+                why,
+            })?,
+        };
+        Ok(Self { camera, seq, captured_at, content_type, traceparent, trigger, motion_regions })
     }
 }
 
@@ -347,6 +375,26 @@ mod tests {
             let written = format_time(m.captured_at).unwrap();
             assert_eq!(OffsetDateTime::parse(&written, &Rfc3339).unwrap(), m.captured_at, "{at} -> {written}");
         }
+    }
+
+    #[test]
+    fn trigger_and_motion_regions_are_optional_and_strict() {
+        let m = parse("frames.cam-1", &good(), JPEG).unwrap();
+        assert_eq!((m.trigger, m.motion_regions.len()), (None, 0));
+        let mut h = good();
+        h.insert(header::TRIGGER, "motion");
+        h.insert(header::MOTION_REGIONS, "0.1,0.2,0.3,0.4;0.5,0.5,0.6,0.9");
+        let m = parse("frames.cam-1", &h, JPEG).unwrap();
+        assert_eq!(m.trigger, Some(Trigger::Motion));
+        assert_eq!(m.motion_regions.len(), 2);
+        assert!((m.motion_regions[1].y_max - 0.9).abs() < 1e-6);
+        h.insert(header::TRIGGER, "sometimes");
+        assert_eq!(parse("frames.cam-1", &h, JPEG).unwrap_err().kind(), "bad_header");
+        h.insert(header::TRIGGER, "keepalive");
+        h.insert(header::MOTION_REGIONS, "0.1,0.2");
+        let e = parse("frames.cam-1", &h, JPEG).unwrap_err();
+        assert_eq!(e.kind(), "bad_header");
+        assert!(e.to_string().contains("Edgepool-Motion-Regions"), "{e}");
     }
 
     #[test]

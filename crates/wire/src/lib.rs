@@ -14,8 +14,10 @@ pub mod ids;
 pub mod kind;
 pub mod result;
 pub mod snapshot;
+pub mod trigger;
 
 pub use detection::{BBox, BBoxError, Detection};
 pub use frame::{ContentType, FrameError, FrameMeta, TimeOutOfRange, header};
 pub use ids::{CameraId, FrameSeq, IdError, WorkerId, msg_id};
 pub use result::{ErrorInfo, ErrorKind, ResultCamera, ResultMessage, SCHEMA_VERSION, Status, Timings};
+pub use trigger::Trigger;

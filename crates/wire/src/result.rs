@@ -7,10 +7,11 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::detection::Detection;
+use crate::detection::{BBox, Detection};
 use crate::frame::INVALID_CAMERA_TOKEN;
 use crate::ids::{CameraId, IdError, WorkerId};
 pub use crate::kind::ErrorKind;
+use crate::trigger::Trigger;
 
 /// Bumped on any incompatible change of [`ResultMessage`]; additive fields do not bump it.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -168,6 +169,13 @@ pub struct ResultMessage {
     /// W3C trace context of the frame, when it carried a valid one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// Why the camera published the frame (`Edgepool-Trigger`), when it said: a motion frame,
+    /// a keepalive, or every sampled frame with motion gating off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+    /// Where the camera saw motion (`Edgepool-Motion-Regions`); absent when it did not say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub motion_regions: Vec<BBox>,
     /// Sorted by descending score; empty unless `status` is `ok`.
     pub detections: Vec<Detection>,
 }

@@ -84,6 +84,8 @@ impl Verdict {
             status,
             error,
             traceparent: env.traceparent.clone(),
+            trigger: env.meta.as_ref().ok().and_then(|m| m.trigger),
+            motion_regions: env.meta.as_ref().map(|m| m.motion_regions.clone()).unwrap_or_default(),
             detections,
         }
     }
@@ -116,6 +118,37 @@ mod tests {
         assert_eq!((r.camera.as_str(), r.seq, r.msg_id().as_str()), ("cam-1", Some(42), "cam-1-42"));
         assert_eq!((r.worker.as_str(), r.device_label.as_deref(), r.slowdown), ("w1", Some("pi4"), 2.0));
         assert!(r.traceparent.is_some());
+    }
+
+    /// A camera's trigger and motion regions come back in the result; a frame without them has
+    /// neither field in its JSON.
+    #[test]
+    fn results_carry_the_trigger_and_motion_regions_of_their_frame() {
+        let ok = || Verdict::Ok {
+            model: Arc::from("m@sha256:1"),
+            width: 4,
+            height: 3,
+            detections: vec![],
+            timings: Timings::default(),
+        };
+        let json = serde_json::to_string(&result(ok())).unwrap();
+        assert!(!json.contains("trigger") && !json.contains("motion_regions"), "{json}");
+        let mut h = good_headers();
+        h.insert(edgepool_wire::header::TRIGGER, "motion");
+        h.insert(edgepool_wire::header::MOTION_REGIONS, "0.1,0.2,0.3,0.4");
+        let env = parse("frames.cam-1", &h, JPEG);
+        let r = ok().into_result(
+            &env,
+            &WorkerId::new("w1").unwrap(),
+            &WorkerConfig::default(),
+            String::new,
+            Duration::ZERO,
+        );
+        assert_eq!(r.trigger, Some(edgepool_wire::Trigger::Motion));
+        assert_eq!(r.motion_regions.len(), 1);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""trigger":"motion","motion_regions":[{"x_min":0.1,"#), "{json}");
+        assert_eq!(serde_json::from_str::<ResultMessage>(&json).unwrap(), r);
     }
 
     #[test]
