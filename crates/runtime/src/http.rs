@@ -28,19 +28,42 @@ impl Readiness {
     }
 }
 
+/// What a component adds to its probes: whether it is ready beyond [`Readiness`], and a JSON
+/// body describing its parts (a camera's sources, say).
+pub type Detail = Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>;
+
 #[derive(Clone)]
 struct Probe {
     registry: Registry,
     ready: Readiness,
+    detail: Option<Detail>,
 }
 
 /// `/metrics` (Prometheus text format), `/healthz` (the process answers) and `/readyz`.
 pub fn probes(registry: Registry, ready: Readiness) -> Router {
+    router(Probe { registry, ready, detail: None })
+}
+
+/// [`probes`] with a [`Detail`]: `/healthz` answers 200 with `{"status": "ok", "detail": …}`,
+/// `/readyz` answers 200 only when `ready` is set and the detail says ready, with the same body
+/// (`"status": "not ready"` and 503 otherwise).
+pub fn probes_with_detail(registry: Registry, ready: Readiness, detail: Detail) -> Router {
+    router(Probe { registry, ready, detail: Some(detail) })
+}
+
+fn router(probe: Probe) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(Probe { registry, ready })
+        .with_state(probe)
+}
+
+async fn healthz(State(p): State<Probe>) -> axum::response::Response {
+    match &p.detail {
+        None => "ok\n".into_response(),
+        Some(detail) => json(StatusCode::OK, &serde_json::json!({"status": "ok", "detail": detail().1})),
+    }
 }
 
 async fn metrics(State(p): State<Probe>) -> impl IntoResponse {
@@ -51,8 +74,22 @@ async fn metrics(State(p): State<Probe>) -> impl IntoResponse {
     }
 }
 
-async fn readyz(State(p): State<Probe>) -> impl IntoResponse {
-    if p.ready.get() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+async fn readyz(State(p): State<Probe>) -> axum::response::Response {
+    match &p.detail {
+        None if p.ready.get() => (StatusCode::OK, "ready\n").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        Some(detail) => {
+            let (parts_ready, body) = detail();
+            let ready = p.ready.get() && parts_ready;
+            let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready { "ready" } else { "not ready" };
+            json(code, &serde_json::json!({"status": status, "detail": body}))
+        }
+    }
+}
+
+fn json(code: StatusCode, body: &serde_json::Value) -> axum::response::Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
 }
 
 /// Binds `addr` (port 0 picks a free port) and serves `router` until `shutdown`.

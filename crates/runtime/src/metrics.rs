@@ -132,6 +132,15 @@ def!(
     ["camera"],
     "Times ffmpeg was started again after the video source dropped, ended or could not be reached."
 );
+def!(
+    CAMERA_FFMPEG_CPU,
+    "edgepool_camera_ffmpeg_cpu_seconds_total",
+    Counter,
+    "seconds",
+    ["camera"],
+    "CPU time (user + system) used by the camera's ffmpeg (decoding, the fps filter, scaling), read from \
+     /proc; rate() of it is the share of a core decoding takes. Linux only."
+);
 
 // Worker. Every worker metric carries `worker` and `arch`.
 def!(
@@ -431,6 +440,7 @@ pub const CATALOG: &[Def] = &[
     CAMERA_MOTION_SECONDS,
     CAMERA_SOURCE_UP,
     CAMERA_SOURCE_RESTARTS,
+    CAMERA_FFMPEG_CPU,
     WORKER_FRAMES,
     WORKER_ERRORS,
     WORKER_RETRIES,
