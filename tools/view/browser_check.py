@@ -349,10 +349,15 @@ def run(args, tmp):
         log(f"page {base}/, broker {nats_url}")
         snaps = SnapshotLog(base)
 
+        # The demo's photo cameras, and its video camera (cam-video, an H.264 clip through ffmpeg).
+        expected = args.cameras + 1
+
         def cameras_ready():
             cams = get_json(f"{base}/cameras")["cameras"]
-            return cams if len(cams) == args.cameras and all(c.get("snapshot") for c in cams) else None
-        cams = wait_for(f"/cameras to list {args.cameras} cameras, each with a snapshot", cameras_ready, 120, demo)
+            return cams if len(cams) == expected and all(c.get("snapshot") for c in cams) else None
+        cams = wait_for(f"/cameras to list {expected} cameras, each with a snapshot", cameras_ready, 120, demo)
+        if "cam-video" not in [c["id"] for c in cams]:
+            raise Failure(f"the demo's video camera is not on the page: {[c['id'] for c in cams]}")
         camera_ids = [c["id"] for c in cams]
 
         driver = start_browser(args.chromium, tmp)
@@ -400,7 +405,8 @@ def run(args, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--edgepool", required=True, help="path to the edgepool binary")
-    ap.add_argument("--cameras", type=int, default=2, help="demo cameras (default 2)")
+    ap.add_argument("--cameras", type=int, default=2, help="demo cameras replaying photos (default 2; the "
+                    "demo's video camera comes on top)")
     ap.add_argument("--screenshots", default="docs/img", help="directory for the PNG screenshots (default docs/img)")
     ap.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default /usr/bin/chromium)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir with demo.log and chromedriver.log")

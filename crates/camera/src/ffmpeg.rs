@@ -12,8 +12,10 @@
 //! (`cargo xtask tools` installs the `imageio-ffmpeg` wheel, a static ffmpeg 9 for x86_64 and
 //! aarch64). When none is found, [`find_ffmpeg`] says how to get one.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
@@ -67,6 +69,28 @@ pub fn redact(source: &str) -> String {
         Some(at) => format!("{}://***{}", &source[..scheme_end], &rest[at..]),
         None => source.to_owned(),
     }
+}
+
+/// `text` (ffmpeg's messages) with `source` redacted wherever it appears, and its password (or
+/// user, when there is no password) hidden even where ffmpeg printed the URL in another form.
+#[must_use]
+pub fn redact_in(text: &str, source: &str) -> String {
+    let mut out = text.replace(source, &redact(source));
+    let userinfo = source.split_once("://").and_then(|(_, rest)| {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        authority.rfind('@').map(|at| &authority[..at])
+    });
+    if let Some(userinfo) = userinfo {
+        let secret = userinfo.split_once(':').map_or(userinfo, |(_, password)| password);
+        for hidden in [userinfo, secret] {
+            // A one- or two-letter secret would blank out ordinary words; the URL itself is
+            // already redacted above.
+            if hidden.len() >= 3 {
+                out = out.replace(hidden, "***");
+            }
+        }
+    }
+    out
 }
 
 /// ffmpeg could not be found.
@@ -141,7 +165,16 @@ impl FfmpegArgs {
         match SourceKind::of(source) {
             // TCP: no lost packets, no smeared frames; what Frigate's presets use too.
             SourceKind::Rtsp => args.extend(["-rtsp_transport", "tcp", "-timeout", "10000000"].map(String::from)),
-            SourceKind::Http => args.extend(["-rw_timeout", "10000000"].map(String::from)),
+            // `-timeout` bounds the connect (else ffmpeg's own 5 s), `-rw_timeout` a stall once
+            // connected. MJPEG carries no timestamps (ffmpeg would assume 25 fps and the fps
+            // filter would sample wrongly): the arrival time is the frame's time. Not for HLS,
+            // whose segments arrive in bursts but carry their own timestamps.
+            SourceKind::Http => {
+                args.extend(["-timeout", "10000000", "-rw_timeout", "10000000"].map(String::from));
+                if !source.to_ascii_lowercase().contains(".m3u8") {
+                    args.extend(["-use_wallclock_as_timestamps", "1"].map(String::from));
+                }
+            }
             SourceKind::Device => args.extend(["-f", "v4l2"].map(String::from)),
             SourceKind::File => {
                 if self.looped {
@@ -193,16 +226,23 @@ pub enum SourceError {
     Io(#[from] std::io::Error),
 }
 
+/// Lines of ffmpeg's stderr kept to explain an exit.
+const STDERR_LINES: usize = 3;
+
 /// A running ffmpeg and the frames it writes.
 #[derive(Debug)]
 pub struct FfmpegReader {
     child: Child,
     frames: PpmReader<ChildStdout>,
+    /// The last lines ffmpeg printed, read continuously by a task of their own: a pipe nobody
+    /// reads fills up after 64 KiB of decode warnings, and then ffmpeg (and the camera) stalls.
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    stderr_task: tokio::task::JoinHandle<()>,
 }
 
 impl FfmpegReader {
-    /// Starts `ffmpeg` on `source`. Its stderr (errors only, `-loglevel error`) is inherited
-    /// by nobody: it is read by [`FfmpegReader::finish`] to explain an exit.
+    /// Starts `ffmpeg` on `source`. Its stderr (errors only, `-loglevel error`) is read by a
+    /// task that keeps the last lines for [`FfmpegReader::finish`] to explain an exit.
     pub fn spawn(ffmpeg: &Path, source: &str, args: &FfmpegArgs) -> Result<Self, SourceError> {
         let mut child = Command::new(ffmpeg)
             .args(args.command_line(source))
@@ -213,7 +253,25 @@ impl FfmpegReader {
             .spawn()
             .map_err(|source| SourceError::Spawn { ffmpeg: ffmpeg.display().to_string(), source })?;
         let stdout = child.stdout.take().ok_or_else(|| std::io::Error::other("ffmpeg has no stdout"))?;
-        Ok(Self { child, frames: PpmReader::new(stdout) })
+        let stderr = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_LINES)));
+        let stderr_task = match child.stderr.take() {
+            Some(pipe) => tokio::spawn(keep_last_lines(pipe, Arc::clone(&stderr))),
+            None => tokio::spawn(async {}),
+        };
+        Ok(Self { child, frames: PpmReader::new(stdout), stderr, stderr_task })
+    }
+
+    /// CPU time (user + system) ffmpeg has used so far, in seconds (Linux; `None` elsewhere or
+    /// once it exited).
+    #[must_use]
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        edgepool_runtime::process::cpu_seconds(self.child.id()?)
+    }
+
+    /// ffmpeg's resident memory, in MiB (Linux; `None` elsewhere or once it exited).
+    #[must_use]
+    pub fn rss_mib(&self) -> Option<f64> {
+        edgepool_runtime::process::rss_mib(self.child.id()?)
     }
 
     /// The next frame, or `None` when ffmpeg closed its output (the file ended, the stream
@@ -239,13 +297,32 @@ impl FfmpegReader {
                 self.child.wait().await.ok().and_then(|s| s.code())
             }
         };
-        let mut err = String::new();
-        if let Some(mut stderr) = self.child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err).await;
+        // ffmpeg exited, so its stderr is at its end: the task finishes with the last lines.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut self.stderr_task).await;
+        self.stderr_task.abort();
+        let lines = self.stderr.lock().map(|l| l.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        (status, redact_in(&lines.join(" / "), source))
+    }
+}
+
+/// Reads `pipe` to its end, keeping the last [`STDERR_LINES`] non-empty lines in `into`.
+async fn keep_last_lines(pipe: impl AsyncRead + Unpin, into: Arc<Mutex<VecDeque<String>>>) {
+    let mut pipe = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    // Bytes, not `lines()`: one line that is not UTF-8 must not end the reading.
+    while pipe.read_until(b'\n', &mut buf).await.is_ok_and(|n| n > 0) {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        buf.clear();
+        let line = text.trim();
+        if line.is_empty() {
+            continue;
         }
-        let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        let text = tail.into_iter().rev().collect::<Vec<_>>().join(" / ").replace(source, &redact(source));
-        (status, text)
+        if let Ok(mut kept) = into.lock() {
+            if kept.len() == STDERR_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line.chars().take(300).collect());
+        }
     }
 }
 
@@ -361,6 +438,16 @@ mod tests {
     }
 
     #[test]
+    fn credentials_never_leave_ffmpeg_messages() {
+        let source = "rtsp://admin:s3cr3t@10.0.0.5:554/stream1";
+        let text = "Error opening input file rtsp://admin:s3cr3t@10.0.0.5:554/stream1. / auth s3cr3t failed";
+        let shown = redact_in(text, source);
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("rtsp://***@10.0.0.5:554/stream1"), "{shown}");
+        assert_eq!(redact_in("no url here", "/videos/a.mp4"), "no url here");
+    }
+
+    #[test]
     fn credentials_never_leave_the_url() {
         assert_eq!(redact("rtsp://admin:s3cret@10.0.0.5:554/stream1"), "rtsp://***@10.0.0.5:554/stream1");
         assert_eq!(redact("http://user@cam/mjpg?x=a@b"), "http://***@cam/mjpg?x=a@b");
@@ -380,6 +467,10 @@ mod tests {
         assert!(rtsp.contains("-vf fps=5,scale='min(iw,1280)':-2"), "{rtsp}");
         assert!(rtsp.ends_with("-f image2pipe -c:v ppm -pix_fmt rgb24 -"), "{rtsp}");
         assert!(!rtsp.contains("-re"), "live sources are read as they come");
+        let mjpeg = args.command_line("http://cam/video.mjpg").join(" ");
+        assert!(mjpeg.contains("-timeout 10000000 -rw_timeout 10000000 -use_wallclock_as_timestamps 1"), "{mjpeg}");
+        let hls = args.command_line("https://cam/live/index.m3u8").join(" ");
+        assert!(!hls.contains("wallclock"), "HLS keeps its own timestamps: {hls}");
         let file = args.command_line("clip.mp4").join(" ");
         assert!(file.contains("-stream_loop -1 -re -i clip.mp4"), "{file}");
         let plain = FfmpegArgs { fps: None, max_width: None, realtime: false, looped: false }.command_line("a.mkv");

@@ -21,11 +21,14 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod clip;
+pub mod config;
 pub mod ffmpeg;
 pub mod metrics;
 pub mod motion;
 mod outcome;
 mod publisher;
+pub mod status;
 
 pub use outcome::{AckResult, Outcome};
 pub use publisher::{Frame, PublishError, Publisher, PublisherConfig, Stats, Submitted};

@@ -10,7 +10,9 @@
 //!    and compression artifacts do not count as motion.
 //! 3. **Compare** with a running-average background (`bg += alpha * (frame - bg)`): a pixel has
 //!    changed when it differs from the background by more than [`MotionConfig::threshold`]
-//!    luma levels and is outside every mask polygon.
+//!    luma levels and is outside every mask polygon. Changed pixels follow the scene 5 times
+//!    slower, so a passing object leaves no ghost in the background, while a lasting change (a
+//!    parked car) still fades in.
 //! 4. **Measure** the changed area as a fraction of the unmasked frame, and group changed pixels
 //!    into regions (8-connected components, their bounding boxes in normalized coordinates).
 //!
@@ -18,10 +20,11 @@
 //! [`MotionConfig::reset_area`] the whole scene changed (lights, an IR switch): the background
 //! restarts from that frame instead. The first frame only seeds the background. The cost
 //! target is 2 ms per frame at the default downscale; `edgepool bench camera` measures
-//! 0.7 ms at 1080p on a 2-core x86 VM (docs/performance.md).
+//! 0.7-1.1 ms at 1080p on a 2-core x86 VM (docs/performance.md).
 
 use std::time::Duration;
 
+use edgepool_wire::BBox;
 use serde::{Deserialize, Serialize};
 
 /// How the motion check looks at frames. Every field has a default; `masks` is empty unless set.
@@ -68,6 +71,28 @@ pub enum MotionConfigError {
     Mask { index: usize, reason: &'static str },
 }
 
+impl MotionConfigError {
+    /// The key at fault, `motion.<field>` (`motion.masks[<i>]` for a mask).
+    #[must_use]
+    pub fn key(&self) -> String {
+        match self {
+            Self::Height(_) => "motion.height".into(),
+            Self::MinArea(_) => "motion.min_area".into(),
+            Self::Alpha(_) => "motion.alpha".into(),
+            Self::ResetArea(_) => "motion.reset_area".into(),
+            Self::Mask { index, .. } => format!("motion.masks[{index}]"),
+        }
+    }
+
+    /// What is wrong with it: the message without the key.
+    #[must_use]
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let key = self.key();
+        full.strip_prefix(&key).map(|r| r.trim_start_matches([':', ' ']).to_owned()).unwrap_or(full)
+    }
+}
+
 impl MotionConfig {
     /// Checks every field; the error names the key.
     pub fn validate(&self) -> Result<(), MotionConfigError> {
@@ -95,15 +120,6 @@ impl MotionConfig {
     }
 }
 
-/// A changed area, normalized to the frame: 0-1 from the top left.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Region {
-    pub x: f32,
-    pub y: f32,
-    pub width: f32,
-    pub height: f32,
-}
-
 /// What the check found in one frame.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Motion {
@@ -115,11 +131,15 @@ pub struct Motion {
     /// restarted from this frame.
     pub reset: bool,
     /// The changed areas, largest first, at most [`MAX_REGIONS`].
-    pub regions: Vec<Region>,
+    /// Normalized bounding boxes, as the `Edgepool-Motion-Regions` header carries them.
+    pub regions: Vec<BBox>,
 }
 
+/// Share of `alpha` with which pixels that differ from the background follow the scene.
+const CHANGED_ALPHA_SHARE: f32 = 0.2;
+
 /// Regions reported per frame; smaller ones are dropped (the area still counts them).
-pub const MAX_REGIONS: usize = 16;
+pub const MAX_REGIONS: usize = edgepool_wire::trigger::MAX_MOTION_REGIONS;
 
 /// The per-camera motion check. Create one per camera; it keeps that camera's background.
 #[derive(Debug)]
@@ -182,13 +202,17 @@ impl MotionDetector {
             return Motion::default();
         }
         let threshold = f32::from(self.cfg.threshold);
+        let (alpha, alpha_changed) = (self.cfg.alpha, self.cfg.alpha * CHANGED_ALPHA_SHARE);
         let mut count = 0usize;
         for (((c, &b), bg), &m) in
             self.changed.iter_mut().zip(&self.blurred).zip(&mut self.background).zip(&self.masked)
         {
-            *c = !m && (b - *bg).abs() > threshold;
+            let changed = (b - *bg).abs() > threshold;
+            *c = !m && changed;
             count += usize::from(*c);
-            *bg += self.cfg.alpha * (b - *bg);
+            // A passing object barely enters the background, so it leaves no ghost behind; a
+            // lasting change (a parked car) still fades in, 5 times slower.
+            *bg += if changed { alpha_changed } else { alpha } * (b - *bg);
         }
         let area = if self.unmasked == 0 { 0.0 } else { count as f32 / self.unmasked as f32 };
         if area > self.cfg.reset_area && self.cfg.reset_area < 1.0 {
@@ -245,7 +269,7 @@ impl MotionDetector {
     }
 
     /// Bounding boxes of the 8-connected groups of changed pixels, largest first.
-    fn regions(&self) -> Vec<Region> {
+    fn regions(&self) -> Vec<BBox> {
         let (w, h) = (self.w, self.h);
         let mut seen = vec![false; w * h];
         let mut stack = Vec::new();
@@ -277,11 +301,9 @@ impl MotionDetector {
         found
             .into_iter()
             .take(MAX_REGIONS)
-            .map(|(_, [x0, y0, x1, y1])| Region {
-                x: x0 as f32 / w as f32,
-                y: y0 as f32 / h as f32,
-                width: (x1 + 1 - x0) as f32 / w as f32,
-                height: (y1 + 1 - y0) as f32 / h as f32,
+            .map(|(_, [x0, y0, x1, y1])| {
+                let (w, h) = (w as f32, h as f32);
+                BBox::new(x0 as f32 / w, y0 as f32 / h, (x1 + 1) as f32 / w, (y1 + 1) as f32 / h)
             })
             .collect()
     }
@@ -422,11 +444,12 @@ mod tests {
         let expected = 80.0 * 80.0 / (640.0 * 360.0);
         assert!((r.area - expected).abs() < expected * 0.5, "area {} for {expected}", r.area);
         let region = r.regions[0];
-        assert!((region.x - 0.5).abs() < 0.03 && (region.y - 1.0 / 3.0).abs() < 0.03, "{region:?}");
-        assert!((region.width - 0.125).abs() < 0.03 && (region.height - 80.0 / 360.0).abs() < 0.04, "{region:?}");
-        // It stays: the background learns it, and the scene is still again.
+        assert!((region.x_min - 0.5).abs() < 0.03 && (region.y_min - 1.0 / 3.0).abs() < 0.03, "{region:?}");
+        assert!((region.width() - 0.125).abs() < 0.03 && (region.height() - 80.0 / 360.0).abs() < 0.04, "{region:?}");
+        // It stays: the background learns it (at alpha / 5 for changed pixels: 100 levels fall
+        // under the threshold of 25 in ~140 frames), and the scene is still again.
         let mut last = r;
-        for f in 31..120 {
+        for f in 31..200 {
             last = m.check(&scene(f, Some((320, 120, 80))), 640, 360);
         }
         assert!(!last.moving, "a parked object becomes background: area {}", last.area);

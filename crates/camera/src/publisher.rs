@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use edgepool_nats::frame_headers;
 use edgepool_wire::frame::FRAMES_PREFIX;
-use edgepool_wire::{CameraId, ContentType, FrameMeta, FrameSeq, TimeOutOfRange};
+use edgepool_wire::{BBox, CameraId, ContentType, FrameMeta, FrameSeq, TimeOutOfRange, Trigger};
 
 use crate::metrics::CameraMetrics;
 use crate::outcome::{AckResult, Outcome};
@@ -25,13 +25,24 @@ pub struct Frame {
     pub captured_at: OffsetDateTime,
     /// W3C `traceparent` to carry through the pipeline, if the producer traces.
     pub traceparent: Option<String>,
+    /// Why the camera publishes it (`Edgepool-Trigger`), if it gates on motion.
+    pub trigger: Option<Trigger>,
+    /// Where it saw motion (`Edgepool-Motion-Regions`).
+    pub motion_regions: Vec<BBox>,
 }
 
 impl Frame {
     /// A frame captured now.
     #[must_use]
     pub fn now(payload: Bytes, content_type: ContentType) -> Self {
-        Self { payload, content_type, captured_at: OffsetDateTime::now_utc(), traceparent: None }
+        Self {
+            payload,
+            content_type,
+            captured_at: OffsetDateTime::now_utc(),
+            traceparent: None,
+            trigger: None,
+            motion_regions: Vec::new(),
+        }
     }
 }
 
@@ -210,6 +221,8 @@ impl Publisher {
             captured_at: frame.captured_at,
             content_type: frame.content_type,
             traceparent: frame.traceparent,
+            trigger: frame.trigger,
+            motion_regions: frame.motion_regions,
         };
         let headers = frame_headers(&meta)?;
         self.next_seq += 1;

@@ -6,6 +6,7 @@
 //! `EDGEPOOL_NATS_URL` → `nats.url`, `EDGEPOOL_WORKER_STALE_AFTER=10s` → `worker.stale_after`,
 //! `EDGEPOOL_DETECTOR_LIMITS__MAX_BYTES` → `detector.limits.max_bytes`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -15,6 +16,7 @@ use figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 
 use edgepool_camera::PublisherConfig;
+use edgepool_camera::config::{CameraEntry, VideoConfig};
 use edgepool_detector::DetectorConfig;
 use edgepool_nats::NatsConfig;
 use edgepool_runtime::telemetry::LogConfig;
@@ -62,6 +64,11 @@ pub struct Config {
     pub publisher: PublisherConfig,
     pub sink: SinkConfig,
     pub log: LogConfig,
+    /// Defaults for video cameras (`edgepool camera`).
+    pub video: VideoConfig,
+    /// Video cameras by id (`[cameras.<id>]`), run by `edgepool camera` without `--source`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cameras: BTreeMap<String, CameraEntry>,
 }
 
 /// The environment prefix.

@@ -36,7 +36,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// TOML configuration file (sections: nats, model, detector, worker, publisher, sink, log).
+    /// TOML configuration file (sections: nats, model, detector, worker, publisher, sink, log,
+    /// video, cameras.<id>).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// NATS server URL(s), comma separated [env: EDGEPOOL_NATS_URL]. `edgepool demo` starts

@@ -497,6 +497,8 @@ async fn bad_input(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
                 captured_at: OffsetDateTime::now_utc(),
                 content_type: *ct,
                 traceparent: None,
+                trigger: None,
+                motion_regions: Vec::new(),
             };
             let h = edgepool_nats::frame_headers(&meta)?;
             rig.js.publish_with_headers(format!("frames.{good_camera}"), h, bytes.clone()).await?.await?;

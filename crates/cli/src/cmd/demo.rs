@@ -1,5 +1,6 @@
 //! `edgepool demo`: the whole pipeline on one machine — an embedded nats-server (unless
-//! `--nats-url`), setup, a sink, workers, and cameras replaying photos — ending with a summary.
+//! `--nats-url`), setup, a sink, workers, cameras replaying photos, and a video camera playing
+//! an H.264 clip through ffmpeg with motion gating — ending with a summary.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -12,21 +13,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use edgepool_camera::metrics::CameraMetrics;
+use edgepool_camera::clip::ClipPlan;
+use edgepool_camera::config::CameraSpec;
+use edgepool_camera::ffmpeg::SourceKind;
+use edgepool_camera::metrics::{CameraMetrics, VideoMetrics};
+use edgepool_camera::motion::MotionConfig;
+use edgepool_camera::status::SourceBoard;
 use edgepool_camera::{Publisher, Stats};
 use edgepool_harness::LocalCluster;
-use edgepool_runtime::http::{Readiness, probes};
+use edgepool_runtime::http::{Detail, Readiness, probes, probes_with_detail};
 use edgepool_sink::SinkStats;
 use edgepool_wire::{CameraId, ContentType};
 use edgepool_worker::{ARCH, WorkerConfig};
 
 use super::camera::{Replay, default_start_seq, replay};
+use super::video::{VideoPlan, VideoStats};
 use crate::config::Overrides;
 use crate::{Global, app, load_config, print_check};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Total frames to publish, split across cameras (default 120 unless --duration is given).
+    /// Total frames the photo cameras publish, split across them (default 120 unless --duration
+    /// is given). The video camera plays its clip once on top (in a loop with --duration/--keep).
     #[arg(long)]
     pub frames: Option<u64>,
     /// Publish for this long instead of a frame count (e.g. 30s, 2m).
@@ -62,6 +70,33 @@ pub struct DemoArgs {
     /// How long to wait for outstanding results after the last frame.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     pub settle: Duration,
+    /// Leave out the video camera (`cam-video`: an H.264 clip made from the photos, 4 s still,
+    /// 4 s with a person crossing, 4 s still, played through ffmpeg with motion gating).
+    #[arg(long)]
+    pub no_video: bool,
+}
+
+/// The video camera's line of the summary.
+#[derive(Debug, Serialize)]
+pub struct DemoVideo {
+    pub camera: String,
+    /// Frames of the clip, and its rate.
+    pub clip_frames: u32,
+    pub clip_fps: u32,
+    /// The detect rate frames are sampled at.
+    pub detect_fps: f64,
+    /// Frames ffmpeg decoded and handed over.
+    pub decoded: u64,
+    /// Of those, taken at the detect rate for the motion check.
+    pub sampled: u64,
+    /// Sampled frames skipped because nothing moved.
+    pub skipped_still: u64,
+    pub motion: u64,
+    pub keepalives: u64,
+    /// Handed to the publisher (motion + keepalives).
+    pub published: u64,
+    /// Why the video camera did not run or stopped, if it did.
+    pub error: Option<String>,
 }
 
 /// Per-worker line of the summary.
@@ -97,6 +132,8 @@ pub struct DemoSummary {
     pub per_worker: BTreeMap<String, WorkerLine>,
     pub labels: BTreeMap<String, u64>,
     pub peak_rss_mib: Option<f64>,
+    /// The video camera, unless `--no-video`.
+    pub video: Option<DemoVideo>,
 }
 
 impl DemoArgs {
@@ -150,8 +187,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || measure_frame_time(&engine, &images)).await??
         };
         let capacity = fleet_capacity(frame_time, &args.workers, cfg.worker.slots, cfg.detector.threads, cores());
-        let fps = args.fps.unwrap_or_else(|| fitted_fps(capacity, args.cameras));
-        let offered = fps * args.cameras as f64;
+        let video_load = if args.no_video { 0.0 } else { demo_clip_load() };
+        let fps = args.fps.unwrap_or_else(|| fitted_fps((capacity - video_load).max(0.0), args.cameras));
+        let offered = fps * args.cameras as f64 + video_load;
         // Broker (embedded unless --nats-url), setup, sink.
         let sink_registry = edgepool_runtime::metrics::role_registry();
         let mut cluster = LocalCluster::start(&cfg.nats, &sink_registry).await?;
@@ -238,6 +276,21 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
             let stop = cam_stop.clone();
             cameras.push(tokio::spawn(async move { replay(&mut publisher, &plan, &stop, None).await }));
         }
+        let video = if args.no_video {
+            None
+        } else {
+            Some(start_video_camera(&ctx, &js, &images, &acked, &cam_stop, args.keep || args.duration.is_some()).await?)
+        };
+        match &video {
+            Some(VideoCamera { addr: Some(addr), .. }) => say(format!(
+                "camera {:<14} http://{addr}/metrics  (video through ffmpeg: {}, detect {DEMO_DETECT_FPS} fps, \
+                 motion gating)",
+                DEMO_VIDEO_CAMERA,
+                clip_description()
+            )),
+            Some(VideoCamera { error: Some(e), .. }) => say(format!("camera {DEMO_VIDEO_CAMERA:<14} not started: {e}")),
+            _ => {}
+        }
         if let Some(d) = args.duration.filter(|_| !args.keep) {
             let t = cam_stop.clone();
             tokio::spawn(async move {
@@ -293,7 +346,9 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
                     cam_stats.push(h.await.unwrap_or_default());
                 }
             }
-            let cams_done = cams.iter().all(Option::is_none);
+            let video_done =
+                video.as_ref().is_none_or(|v| v.task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished));
+            let cams_done = cams.iter().all(Option::is_none) && video_done;
             if cams_done {
                 let deadline = *settle_deadline.get_or_insert_with(|| Instant::now() + args.settle);
                 if settled(Instant::now(), deadline, signalled_at, s.results, n_acked) {
@@ -305,11 +360,16 @@ pub fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
         pb.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
 
+        let video_line = match video {
+            Some(v) => Some(v.finish(&mut cam_stats).await),
+            None => None,
+        };
         // Every client is a clone of the cluster's: the last one goes before the broker does.
         drop(js);
         cluster.shutdown().await;
 
-        let summary = summarize(&stats, &acked, &cam_stats, seconds);
+        let mut summary = summarize(&stats, &acked, &cam_stats, seconds);
+        summary.video = video_line;
         if args.json {
             println!("{}", serde_json::to_string(&summary)?);
         } else {
@@ -362,6 +422,7 @@ fn summarize(stats: &SinkStats, acked: &Mutex<HashSet<(String, u64)>>, cams: &[S
         per_worker,
         labels: s.labels,
         peak_rss_mib: edgepool_runtime::process::peak_rss_mib(),
+        video: None,
     }
 }
 
@@ -385,6 +446,25 @@ fn print_summary(s: &DemoSummary) {
     );
     if let Some(rss) = s.peak_rss_mib {
         println!("  peak RSS of this process (all components) {rss:.0} MiB");
+    }
+    if let Some(v) = &s.video {
+        println!();
+        match &v.error {
+            Some(e) if v.decoded == 0 => println!("  video camera {} did not run: {e}", v.camera),
+            _ => {
+                println!(
+                    "  video camera {} ({} frames at {} fps, sampled at {} fps for the motion check):",
+                    v.camera, v.clip_frames, v.clip_fps, v.detect_fps
+                );
+                println!(
+                    "    decoded {}   sampled {}   skipped for no motion {}   published {} (motion {}, keepalives {})",
+                    v.decoded, v.sampled, v.skipped_still, v.published, v.motion, v.keepalives
+                );
+                if let Some(e) = &v.error {
+                    println!("    stopped: {e}");
+                }
+            }
+        }
     }
     println!();
     println!("  {:<18} {:<8} {:>8} {:>8} {:>8} {:>7}", "worker", "arch", "slowdown", "results", "fps", "share");
@@ -411,6 +491,156 @@ fn print_summary(s: &DemoSummary) {
         "{}",
         if s.lost == 0 { "lost 0: every acknowledged frame has its result" } else { "FRAMES LOST: see above" }
     );
+}
+
+/// The demo's video camera id.
+const DEMO_VIDEO_CAMERA: &str = "cam-video";
+/// Its detect rate: the clip's 10 fps are sampled at this rate for the motion check.
+const DEMO_DETECT_FPS: f64 = 5.0;
+/// Its keepalive while nothing moves.
+const DEMO_KEEPALIVE: Duration = Duration::from_secs(5);
+
+fn clip_description() -> String {
+    let c = ClipPlan::default();
+    format!(
+        "{}x{} H.264 at {} fps, {} s still, {} s with a person crossing, {} s still",
+        c.width, c.height, c.fps, c.still_before, c.crossing, c.still_after
+    )
+}
+
+/// Frames per second the video camera publishes on average: the sampled frames of the crossing
+/// (and about a second after it, while the background forgets the person) plus keepalives.
+fn demo_clip_load() -> f64 {
+    let c = ClipPlan::default();
+    let seconds = f64::from(c.still_before + c.crossing + c.still_after);
+    let motion = f64::from(c.crossing + 1) * DEMO_DETECT_FPS;
+    (motion + seconds / DEMO_KEEPALIVE.as_secs_f64()) / seconds
+}
+
+/// The running video camera, or why it is not running.
+struct VideoCamera {
+    addr: Option<std::net::SocketAddr>,
+    task: Option<tokio::task::JoinHandle<(anyhow::Result<VideoStats>, Stats)>>,
+    error: Option<String>,
+    /// Holds the clip until the camera is done.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl VideoCamera {
+    fn failed(e: &anyhow::Error) -> Self {
+        Self { addr: None, task: None, error: Some(format!("{e:#}")), _dir: None }
+    }
+
+    /// Waits for the camera, adds its publisher stats to `cams`, and makes its summary line.
+    async fn finish(self, cams: &mut Vec<Stats>) -> DemoVideo {
+        let plan = ClipPlan::default();
+        let mut line = DemoVideo {
+            camera: DEMO_VIDEO_CAMERA.into(),
+            clip_frames: plan.frames(),
+            clip_fps: plan.fps,
+            detect_fps: DEMO_DETECT_FPS,
+            decoded: 0,
+            sampled: 0,
+            skipped_still: 0,
+            motion: 0,
+            keepalives: 0,
+            published: 0,
+            error: self.error,
+        };
+        let Some(task) = self.task else { return line };
+        match task.await {
+            Ok((video, stats)) => {
+                cams.push(stats);
+                match video {
+                    Ok(v) => {
+                        line.decoded = v.decoded;
+                        line.sampled = v.decoded - v.not_sampled;
+                        line.skipped_still = v.still;
+                        line.motion = v.motion;
+                        line.keepalives = v.keepalives;
+                        line.published = v.motion + v.keepalives + v.every;
+                    }
+                    Err(e) => line.error = Some(format!("{e:#}")),
+                }
+            }
+            Err(e) => line.error = Some(format!("the video camera task failed: {e}")),
+        }
+        line
+    }
+}
+
+/// Makes the clip (ffmpeg encodes it from two of the photos) and starts `cam-video` on it:
+/// every decoded frame comes out of ffmpeg, the gate samples them at [`DEMO_DETECT_FPS`] and
+/// publishes motion frames and keepalives. Without ffmpeg the demo goes on without it, and says
+/// why. `looped`: replay the clip until `stop`.
+async fn start_video_camera(
+    ctx: &app::Ctx,
+    js: &async_nats::jetstream::Context,
+    images: &[(String, ContentType, bytes::Bytes)],
+    acked: &Arc<Mutex<HashSet<(String, u64)>>>,
+    stop: &CancellationToken,
+    looped: bool,
+) -> anyhow::Result<VideoCamera> {
+    let tools = edgepool_harness::fixtures::cache_dir().join("tools");
+    let ffmpeg = match edgepool_camera::ffmpeg::find_ffmpeg(ctx.cfg.video.ffmpeg.as_deref(), Some(&tools)) {
+        Ok(f) => f,
+        Err(e) => return Ok(VideoCamera::failed(&e.into())),
+    };
+    let decode = |name: &str| -> anyhow::Result<image::RgbImage> {
+        let (_, _, bytes) = images.iter().find(|(n, _, _)| n == name).or(images.first()).context("no photos")?;
+        Ok(image::load_from_memory(bytes).with_context(|| format!("decoding {name}"))?.to_rgb8())
+    };
+    let (background, person) = (decode("astronaut.png")?, decode("grace_hopper.jpg")?);
+    let dir = tempfile::tempdir().context("a temp dir for the demo clip")?;
+    let clip = dir.path().join("cam-video.mp4");
+    let made = {
+        let (ffmpeg, clip) = (ffmpeg.clone(), clip.clone());
+        tokio::task::spawn_blocking(move || ClipPlan::default().encode(&ffmpeg, &background, &person, &clip)).await?
+    };
+    if let Err(e) = made {
+        return Ok(VideoCamera::failed(&e));
+    }
+    let camera = CameraId::new(DEMO_VIDEO_CAMERA)?;
+    let registry = edgepool_runtime::metrics::role_registry();
+    let publisher_metrics = CameraMetrics::register(&registry, camera.as_str())?;
+    let metrics = VideoMetrics::register(&registry, camera.as_str())?;
+    let board = SourceBoard::default();
+    let spec = CameraSpec {
+        id: camera.clone(),
+        source: clip.to_string_lossy().into_owned(),
+        kind: SourceKind::File,
+        fps: None,
+        max_width: None,
+        quality: 80,
+        keepalive: DEMO_KEEPALIVE,
+        motion: Some(MotionConfig::default()),
+        looped,
+    };
+    board.add(camera.as_str(), &spec.shown());
+    let ready = Readiness::default();
+    ready.set(true);
+    let detail_board = board.clone();
+    let detail: Detail = Arc::new(move || (detail_board.any_up(), detail_board.report()));
+    let addr = ctx.serve("127.0.0.1:0".parse()?, probes_with_detail(registry, ready, detail)).await?;
+    let set = Arc::clone(acked);
+    let mut publisher =
+        Publisher::new(js.clone(), camera, default_start_seq(), super::camera::live_publisher(&ctx.cfg))
+            .with_metrics(publisher_metrics)
+            .on_outcome(move |o| {
+                if o.result != edgepool_camera::AckResult::Failed
+                    && let Ok(mut s) = set.lock()
+                {
+                    s.insert((DEMO_VIDEO_CAMERA.to_owned(), o.seq.0));
+                }
+            });
+    let plan = VideoPlan { spec, ffmpeg, count: None, gate_fps: Some(DEMO_DETECT_FPS) };
+    let stop = stop.clone();
+    let task = tokio::spawn(async move {
+        let video = super::video::run(&plan, &metrics, &board, &mut publisher, &stop, &ProgressBar::hidden()).await;
+        let stats = if stop.is_cancelled() { publisher.drain().await } else { publisher.flush().await };
+        (video, stats)
+    });
+    Ok(VideoCamera { addr: Some(addr), task: Some(task), error: None, _dir: Some(dir) })
 }
 
 /// The six test photos (testdata/photos), built into the binary so the demo needs no checkout.

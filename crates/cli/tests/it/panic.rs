@@ -27,6 +27,8 @@ async fn publish_panicking(js: &async_nats::jetstream::Context, seq: u64, point:
         captured_at: time::OffsetDateTime::now_utc(),
         content_type,
         traceparent: None,
+        trigger: None,
+        motion_regions: Vec::new(),
     };
     let mut headers = frame_headers(&meta).unwrap();
     headers.insert(PANIC_HEADER, point);
