@@ -33,6 +33,34 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cargo build --release --locked -p edgepool --target "$triple" \
     && cp "target/$triple/release/edgepool" /edgepool
 
+# A static ffmpeg for the camera image (`--target camera`): the binary of the PyPI wheel
+# imageio-ffmpeg that `cargo xtask tools` installs, for the target architecture (ffmpeg 9.0.2,
+# manylinux_2_28, so it runs on distroless's glibc). Downloaded, never executed here.
+FROM --platform=$BUILDPLATFORM python:3.12-slim-bookworm AS ffmpeg
+ARG TARGETARCH
+ARG IMAGEIO_FFMPEG_VERSION=0.8.1
+RUN case "$TARGETARCH" in \
+        amd64) plat=manylinux_2_28_x86_64 ;; \
+        arm64) plat=manylinux_2_28_aarch64 ;; \
+        *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
+    esac \
+    && pip download --no-cache-dir --no-deps --only-binary=:all: --platform "$plat" \
+        "imageio-ffmpeg==${IMAGEIO_FFMPEG_VERSION}" -d /wheel \
+    && python -m zipfile -e /wheel/*.whl /unpacked \
+    && cp /unpacked/imageio_ffmpeg/binaries/ffmpeg-linux-* /ffmpeg \
+    && chmod 0755 /ffmpeg
+
+# The camera image: edgepool plus ffmpeg, for `edgepool camera` on RTSP, HTTP and V4L2 sources
+# (k8s/components/cameras). Build it with `--target camera`; the default image below has no
+# ffmpeg, so workers and the sink do not carry its 170 MB.
+FROM gcr.io/distroless/cc-debian12:nonroot AS camera
+COPY --from=builder /edgepool /edgepool
+COPY --from=ffmpeg /ffmpeg /usr/local/bin/ffmpeg
+USER 65532:65532
+EXPOSE 9101
+ENTRYPOINT ["/edgepool"]
+
+# The default image: every role but the video cameras.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /edgepool /edgepool
 # distroless's nonroot user; the pods' runAsUser matches.

@@ -56,22 +56,29 @@ chaos scenarios="all" *ARGS:
 image_name := "edgepool"
 image_tag := "0.1.0"
 
-# Build the image for linux/amd64 + linux/arm64 with buildx (out/*.tar, or PUSH=1 IMAGE=reg/name:tag).
+# Build the images (edgepool, and edgepool-camera with ffmpeg) for linux/amd64 + linux/arm64 with
+# buildx (out/*.tar, or PUSH=1 IMAGE=reg/name:tag CAMERA_IMAGE=reg/name-camera:tag).
 image:
     #!/usr/bin/env bash
     set -euo pipefail
     mkdir -p out
     if [ "${PUSH:-0}" = 1 ]; then
         docker buildx build --platform linux/amd64,linux/arm64 -t "${IMAGE:-{{image_name}}:{{image_tag}}}" --push .
+        docker buildx build --platform linux/amd64,linux/arm64 --target camera \
+            -t "${CAMERA_IMAGE:-{{image_name}}-camera:{{image_tag}}}" --push .
     else
         for arch in amd64 arm64; do
             docker buildx build --platform "linux/$arch" -t "{{image_name}}:{{image_tag}}" \
                 -o "type=docker,dest=out/edgepool-{{image_tag}}-$arch.tar" .
             echo "out/edgepool-{{image_tag}}-$arch.tar"
+            # The camera image: the same binary plus a static ffmpeg (Dockerfile, target camera).
+            docker buildx build --platform "linux/$arch" --target camera -t "{{image_name}}-camera:{{image_tag}}" \
+                -o "type=docker,dest=out/edgepool-camera-{{image_tag}}-$arch.tar" .
+            echo "out/edgepool-camera-{{image_tag}}-$arch.tar"
         done
     fi
 
-# Apply an overlay (microk8s, microk8s-keda, single-node) or the base ("base").
+# Apply an overlay (microk8s, microk8s-keda, microk8s-cameras, single-node) or the base ("base").
 deploy overlay="microk8s":
     kubectl apply -k k8s/{{ if overlay == "base" { "base" } else { "overlays/" + overlay } }}
 
@@ -89,7 +96,7 @@ status:
     sleep 2
     cargo run -q -p edgepool -- status --nats-url nats://127.0.0.1:14222
 
-# Follow the logs of one component: worker, sink, nats, setup.
+# Follow the logs of one component: worker, sink, nats, setup, camera.
 logs component:
     kubectl -n edgepool logs -f --all-containers --prefix --max-log-requests 12 -l app.kubernetes.io/component={{component}}
 

@@ -10,6 +10,11 @@ the flows in FLOWS, grace periods cover the worker's drain, Pod Security "restri
 copies under k8s/base/generated/ match their sources, and the dashboard uses only metrics from the
 code's catalog.
 
+Kustomizations are rendered from a temporary copy of k8s/ in which every `*.env.example` is
+copied to its `*.env` (operators' real `*.env` files are left out of the copy): secretGenerators
+read git-ignored env files such as k8s/components/cameras/credentials.env, which the repository
+holds only as examples, and the checks must never read real secrets.
+
 Run through .ci/k8s-checks.sh (which installs the pinned tools), or directly:
     python k8s/tests/test_manifests.py --kubectl kubectl --edgepool target/debug/edgepool
 Prints one line per check and ends with "N passed, M failed"; exits 1 on any failure.
@@ -18,11 +23,13 @@ Prints one line per check and ends with "N passed, M failed"; exits 1 on any fai
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import ipaddress
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,7 +52,7 @@ K8S_VERSION = "1.31.0"
 NAMESPACE = "edgepool"
 
 # Every kustomization an operator may apply, rendered and checked in full.
-KUSTOMIZATIONS = ["base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/single-node", "jobs/model-push"]
+KUSTOMIZATIONS = ["base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/microk8s-cameras", "overlays/single-node", "jobs/model-push"]
 
 # Custom resources: (apiVersion, kind) -> vendored schema (see crd-schemas/README.md).
 CRD_SCHEMAS = {
@@ -68,6 +75,22 @@ KEDA = {"name": "keda", "namespace": "keda", "labels": {"app.kubernetes.io/name"
 OTHER_POD = {"name": "other-pod", "namespace": "default", "labels": {"app": "something-else"}}
 LAN_CAMERA = {"name": "lan-camera", "ip": "192.168.1.50"}
 INTERNET = {"name": "internet", "ip": "203.0.113.7"}
+# Destinations outside the cluster, each probed on the ports video cameras serve (RTSP 554/8554,
+# HTTP 80/443/8080) and on 22 and 4222: a camera in each private range of a site network; a pod
+# and a Service address in microk8s's ranges (pod CIDR 10.1.0.0/16, Service CIDR
+# 10.152.183.0/24), which ipBlock rules must not open; a public address.
+CAMERA_PORTS = (554, 8554, 80, 443, 8080)
+_OUTSIDE_PORTS = {p: str(p) for p in (*CAMERA_PORTS, 22, 4222)}
+SITE_CAMERAS = [
+    {"name": "site-camera-192", "ip": "192.168.1.64", "ports": _OUTSIDE_PORTS},
+    {"name": "site-camera-172", "ip": "172.20.0.10", "ports": _OUTSIDE_PORTS},
+    {"name": "site-camera-10", "ip": "10.20.30.40", "ports": _OUTSIDE_PORTS},
+]
+OUTSIDE = SITE_CAMERAS + [
+    {"name": "microk8s-pod-ip", "ip": "10.1.7.12", "ports": _OUTSIDE_PORTS},
+    {"name": "microk8s-service-ip", "ip": "10.152.183.20", "ports": _OUTSIDE_PORTS},
+    {"name": "internet-host", "ip": "203.0.113.7", "ports": _OUTSIDE_PORTS},
+]
 
 CLIENTS = ["worker", "sink", "setup", "model-push"]
 _BASE_FLOWS = {(c, "nats", 4222) for c in CLIENTS} | {("prometheus", "worker", 9100), ("prometheus", "sink", 9090), ("prometheus", "nats", 7777)} | {
@@ -76,6 +99,10 @@ _BASE_FLOWS = {(c, "nats", 4222) for c in CLIENTS} | {("prometheus", "worker", 9
 _CLUSTER = {("nats", "nats", 6222)}
 _LAN = {("lan-camera", "nats", 4222), ("lan-camera", "sink", 9090)}
 _KEDA = {("keda", "nats", 8222)}
+# The cameras component: the pod publishes to NATS, reads the site's cameras, is scraped.
+_CAMERAS = {("camera", "nats", 4222), ("camera", "kube-dns", 53), ("prometheus", "camera", 9101)} | {
+    ("camera", cam["name"], port) for cam in SITE_CAMERAS for port in CAMERA_PORTS
+}
 # Every (source, destination, TCP port) the pipeline needs, per kustomization; anything else the
 # policies allow is a failure. 53 stands for DNS over UDP and TCP.
 FLOWS = {
@@ -83,6 +110,7 @@ FLOWS = {
     "overlays/single-node": _BASE_FLOWS,
     "overlays/microk8s": _BASE_FLOWS | _CLUSTER | _LAN,
     "overlays/microk8s-keda": _BASE_FLOWS | _CLUSTER | _LAN | _KEDA,
+    "overlays/microk8s-cameras": _BASE_FLOWS | _CLUSTER | _LAN | _CAMERAS,
 }
 
 
@@ -106,8 +134,21 @@ class Report:
 # ---------------------------------------------------------------- rendering and objects
 
 
-def render(kubectl: str, kustomization: str) -> list[dict]:
-    out = subprocess.run([kubectl, "kustomize", str(K8S / kustomization)], capture_output=True, text=True)
+def stage_tree(tmp: Path) -> Path:
+    """A copy of k8s/ to render from, with each `X.env.example` copied to `X.env` beside it. An
+    `X.env` of the checkout (an operator's real credentials) is not copied."""
+    def real_env_files(_dir: str, names: list[str]) -> set[str]:
+        return {n for n in names if f"{n}.example" in names} | {"__pycache__"}
+
+    root = tmp / "k8s"
+    shutil.copytree(K8S, root, ignore=real_env_files)
+    for example in root.rglob("*.env.example"):
+        shutil.copyfile(example, example.with_suffix(""))
+    return root
+
+
+def render(kubectl: str, kustomization: str, root: Path = K8S) -> list[dict]:
+    out = subprocess.run([kubectl, "kustomize", str(root / kustomization)], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"kubectl kustomize k8s/{kustomization} failed:\n{out.stderr}")
     return [d for d in yaml.safe_load_all(out.stdout) if d]
@@ -164,7 +205,13 @@ def container_ports(w: dict) -> dict:
 
 
 def is_edgepool(c: dict) -> bool:
-    return re.match(r"^(.*/)?edgepool(:|@|$)", c["image"]) is not None
+    """The edgepool image, or edgepool-camera (the same binary plus ffmpeg)."""
+    return image_name(c) in IMAGE_TOOLS
+
+
+def image_name(c: dict) -> str:
+    """`registry/edgepool-camera:0.1.0` -> `edgepool-camera`."""
+    return re.split(r"[:@]", c["image"].rsplit("/", 1)[-1], maxsplit=1)[0]
 
 
 # ---------------------------------------------------------------- schema validation
@@ -230,12 +277,49 @@ def validate_schemas(rep: Report, name: str, objs: list[dict], crds: dict) -> No
 # ---------------------------------------------------------------- edgepool --check
 
 
+# The programs each edgepool image has on PATH besides the binary, and the Dockerfile stage that
+# builds it (`just image`: edgepool is the last stage, edgepool-camera `--target camera`). `--check`
+# runs with only stand-ins for these on PATH, as the pod would find them: `edgepool camera` looks
+# for ffmpeg there, and in the plain edgepool image there is none. check_image_tools holds the
+# Dockerfile to this table.
+IMAGE_TOOLS: dict[str, tuple[str | None, tuple[str, ...]]] = {"edgepool": (None, ()), "edgepool-camera": ("camera", ("ffmpeg",))}
+STAND_IN = "#!/bin/sh\n# A stand-in for the image's {tool} (k8s/tests/test_manifests.py): --check only looks for it.\nexit 0\n"
+
 # The user each role connects as under nats/auth.conf, by its inbox prefix: `_INBOX_<user>`.
-INBOX_PREFIX = {"worker": "_INBOX_worker", "sink": "_INBOX_sink", "setup": "_INBOX_admin", "model": "_INBOX_admin"}
+# The cameras component's pod publishes for every camera in its config over one user; see
+# k8s/components/cameras/README.md.
+INBOX_PREFIX = {"worker": "_INBOX_worker", "sink": "_INBOX_sink", "setup": "_INBOX_admin", "model": "_INBOX_admin", "camera": "_INBOX_cameras"}
 
 
-def container_env(c: dict) -> dict:
+def find(objs: list[dict], kind: str, namespace: str, name: str) -> dict | None:
+    return next((o for o in objs if o["kind"] == kind and ns_of(o) == namespace and o["metadata"]["name"] == name), None)
+
+
+def object_data(o: dict) -> dict[str, str]:
+    """The key/value data of a rendered ConfigMap or Secret (Secrets' `data` is base64)."""
+    data = dict(o.get("stringData", {}))
+    if o["kind"] == "Secret":
+        data.update({k: base64.b64decode(v).decode() for k, v in o.get("data", {}).items()})
+    else:
+        data.update(o.get("data", {}))
+    return data
+
+
+def env_sources(c: dict, ns: str, objs: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(kind, envFrom entry, the rendered object or {}) for each `envFrom` of the container."""
+    out = []
+    for src in c.get("envFrom", []):
+        kind, ref = ("Secret", src["secretRef"]) if "secretRef" in src else ("ConfigMap", src["configMapRef"])
+        out.append((kind, src, find(objs, kind, ns, ref["name"]) or {}))
+    return out
+
+
+def container_env(c: dict, ns: str = NAMESPACE, objs: list[dict] | None = None) -> dict:
+    """The container's environment as Kubernetes builds it: `envFrom` first (from the rendered
+    ConfigMaps and Secrets), then `env`, which wins."""
     env = {}
+    for _kind, src, o in env_sources(c, ns, objs or []):
+        env.update({src.get("prefix", "") + k: v for k, v in object_data(o).items()} if o else {})
     for e in c.get("env", []):
         if "value" in e:
             env[e["name"]] = str(e["value"])
@@ -245,18 +329,103 @@ def container_env(c: dict) -> dict:
     return env
 
 
-def run_check(edgepool: str, c: dict, env: dict) -> subprocess.CompletedProcess:
-    argv = [edgepool, *c.get("command", [])[1:], *c.get("args", []), "--check"]
-    base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir()}
-    return subprocess.run(argv, env={**base_env, **env}, capture_output=True, text=True, timeout=30)
+def secret_values(c: dict, ns: str, objs: list[dict]) -> dict[str, str]:
+    """Variable -> value for what the container gets from rendered Secrets (`envFrom`)."""
+    out = {}
+    for kind, src, o in env_sources(c, ns, objs):
+        if kind == "Secret" and o:
+            out.update({src.get("prefix", "") + k: v for k, v in object_data(o).items()})
+    return out
 
 
-def check_config(edgepool: str, c: dict) -> tuple[dict | None, list[str], list[str]]:
-    """Runs `edgepool <args> --check` with the container's environment. Returns the resolved
-    configuration, the problems, and the PENDING items the container needs."""
-    env = container_env(c)
-    r = run_check(edgepool, c, env)
+def materialize_mounts(w: dict, c: dict, objs: list[dict], tmp: Path) -> tuple[dict[str, str], list[str]]:
+    """Writes what the container sees under each ConfigMap or Secret mount into `tmp`, from the
+    rendered objects, so arguments naming those paths (`--config=/etc/...`) can be checked.
+    Returns mountPath -> local directory, and the problems (a volume whose object is not rendered)."""
+    ns, vols, out, problems = ns_of(w), {v["name"]: v for v in pod_spec(w).get("volumes", [])}, {}, []
+    for i, m in enumerate(c.get("volumeMounts", [])):
+        v = vols.get(m["name"], {})
+        if "configMap" in v:
+            kind, source, ref = "ConfigMap", v["configMap"], v["configMap"]["name"]
+        elif "secret" in v:
+            kind, source, ref = "Secret", v["secret"], v["secret"]["secretName"]
+        else:
+            continue  # emptyDir, PVC, ...: nothing to check the arguments against
+        o = find(objs, kind, ns, ref)
+        if o is None:
+            if not source.get("optional"):
+                problems.append(f"{c['name']}: volume {m['name']} mounts {kind} {ref}, which this kustomization does not render")
+            continue
+        if "subPath" in m:
+            continue
+        data = object_data(o)
+        files = {it["path"]: data.get(it["key"], "") for it in source["items"]} if source.get("items") else data
+        local = tmp / f"mount-{i}"
+        for path, content in files.items():
+            (local / path).parent.mkdir(parents=True, exist_ok=True)
+            (local / path).write_text(content)
+        local.mkdir(parents=True, exist_ok=True)
+        out[m["mountPath"].rstrip("/")] = str(local)
+    return out, problems
+
+
+def container_argv(c: dict, mounts: dict[str, str]) -> list[str]:
+    """The container's arguments after the binary, with paths under mounted ConfigMaps and Secrets
+    pointing at their local copies."""
+    argv = [*c.get("command", [])[1:], *c.get("args", [])]
+    for mount in sorted(mounts, key=len, reverse=True):
+        pattern = re.compile(r"(?<![\w/.])" + re.escape(mount) + r"(?=/|$)")
+        argv = [pattern.sub(lambda _m, local=mounts[mount]: local, a) for a in argv]
+    return argv
+
+
+def arg_value(c: dict, flag: str) -> str | None:
+    """The value of `--flag=V` or `--flag V` among the container's arguments."""
+    args = [*c.get("command", []), *c.get("args", [])]
+    for i, a in enumerate(args):
+        if a.startswith(f"{flag}="):
+            return a.split("=", 1)[1]
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def image_path(c: dict, tmp: Path) -> str:
+    """A PATH holding stand-ins for what the container's image has on its PATH (IMAGE_TOOLS)."""
+    bin_dir = tmp / "image-bin"
+    bin_dir.mkdir()
+    for tool in IMAGE_TOOLS[image_name(c)][1]:
+        (bin_dir / tool).write_text(STAND_IN.format(tool=tool))
+        (bin_dir / tool).chmod(0o755)
+    return str(bin_dir)
+
+
+def run_check(edgepool: str, argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    # env carries PATH (the image's, see image_path); HOME has no tools venv.
+    base_env = {"HOME": tempfile.gettempdir()}
+    return subprocess.run([edgepool, *argv, "--check"], env={**base_env, **env}, capture_output=True, text=True, timeout=30)
+
+
+def check_config(edgepool: str, w: dict, c: dict, objs: list[dict]) -> tuple[dict | None, list[str], list[str]]:
+    """Runs `edgepool <args> --check` with the container's environment and its ConfigMap and
+    Secret mounts. Returns the resolved configuration, the problems, and the PENDING items the
+    container needs."""
+    with tempfile.TemporaryDirectory(prefix="edgepool-k8s-mounts-") as tmp:
+        mounts, problems = materialize_mounts(w, c, objs, Path(tmp))
+        if problems:
+            return None, problems, []
+        env = {"PATH": image_path(c, Path(tmp)), **container_env(c, ns_of(w), objs)}
+        return check_argv(edgepool, c, container_argv(c, mounts), env, secret_values(c, ns_of(w), objs))
+
+
+def check_argv(edgepool: str, c: dict, argv: list[str], env: dict, secrets: dict[str, str]) -> tuple[dict | None, list[str], list[str]]:
+    r = run_check(edgepool, argv, env)
     if r.returncode == 0:
+        # `--check` prints the configuration with secrets redacted: no value from a Secret may
+        # show up as a token of its own (short values such as "1" would match by accident).
+        leaked = sorted(k for k, v in secrets.items() if len(v) >= 4 and re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", r.stdout))
+        if leaked:
+            return None, [f"{c['name']}: --check prints the value of {', '.join(leaked)} (from a Secret)"], []
         return parse_check(r.stdout), [], []
     pending, culprits = [], []
     if re.search(r"unrecognized subcommand '(\w+)'", r.stderr):
@@ -266,15 +435,15 @@ def check_config(edgepool: str, c: dict) -> tuple[dict | None, list[str], list[s
             return None, [], [key]
         return None, [f"{' '.join(c.get('args', []))}: {r.stderr.strip().splitlines()[0]}"], []
     # Find which variables make it fail: drop each in turn.
-    for name in env:
-        if run_check(edgepool, c, {k: v for k, v in env.items() if k != name}).returncode == 0:
+    for name in (n for n in env if n != "PATH"):
+        if run_check(edgepool, argv, {k: v for k, v in env.items() if k != name}).returncode == 0:
             culprits.append(name)
     for name in culprits:
         if f"env:{name}" in PENDING:
             pending.append(f"env:{name}")
     rest = [n for n in culprits if f"env:{n}" not in PENDING]
     if culprits and not rest:
-        r2 = run_check(edgepool, c, {k: v for k, v in env.items() if k not in culprits})
+        r2 = run_check(edgepool, argv, {k: v for k, v in env.items() if k not in culprits})
         return parse_check(r2.stdout), [], pending
     why = ", ".join(rest) if rest else "the arguments"
     return None, [f"{c['name']}: rejected because of {why}: {r.stderr.strip()}"], pending
@@ -306,7 +475,7 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
             if not is_edgepool(c):
                 continue
             checked += 1
-            cfg, errs, pending = check_config(edgepool, c)
+            cfg, errs, pending = check_config(edgepool, w, c, objs)
             problems += [f"{ident(w)}: {e}" for e in errs]
             all_pending += [f"{ident(w)}/{c['name']}: {PENDING[p]}" for p in pending]
             if cfg is None:
@@ -314,7 +483,7 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
             role = c.get("args", [None])[0]
             # The flags and variables the manifest sets must show up in the resolved config.
             # TOML has no null: a key that is not set is absent from the --check output.
-            if cfg["nats"].get("url") != container_env(c).get("EDGEPOOL_NATS_URL"):
+            if cfg["nats"].get("url") != container_env(c, ns_of(w), objs).get("EDGEPOOL_NATS_URL"):
                 problems.append(f"{ident(w)}: nats.url resolved to {cfg['nats'].get('url')}")
             # Each role's inbox prefix is the one nats/auth.conf grants its user (docs/security.md).
             want_inbox = INBOX_PREFIX.get(role)
@@ -322,9 +491,13 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
                 problems.append(f"{ident(w)}: nats.inbox_prefix resolved to {cfg['nats']['inbox_prefix']}, want {want_inbox}")
             if cfg["log"]["format"] != "json":
                 problems.append(f"{ident(w)}: log.format is {cfg['log']['format']}, want json in Kubernetes")
-            if role not in ("worker", "sink"):
+            if role == "camera" and not cfg.get("cameras"):
+                problems.append(f"{ident(w)}: the camera's configuration lists no cameras")
+            if role not in ("worker", "sink", "camera"):
                 continue  # Jobs run to completion: no endpoint, no probes
-            listen = {"worker": cfg["worker"].get("listen"), "sink": cfg["sink"].get("listen")}.get(role)
+            # The camera's listen address is a flag only (it has no config section of its own).
+            listen = {"worker": cfg["worker"].get("listen"), "sink": cfg["sink"].get("listen"),
+                      "camera": cfg.get("camera", {}).get("listen") or arg_value(c, "--listen")}.get(role)
             port = listen_port(listen)
             for kind, want in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 probe = c.get(kind)
@@ -337,9 +510,9 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
                     probe_problems.append(f"{ident(w)}: {kind} path {got.get('path')}, the binary serves {want}")
                 if ports.get(got.get("port")) != port:
                     probe_problems.append(f"{ident(w)}: {kind} port {got.get('port')} is not the listen port {port}")
-            if role in ("worker", "sink") and not port:
+            if not port:
                 probe_problems.append(f"{ident(w)}: {role} has no listen address, probes cannot work")
-            if role in ("worker", "sink") and listen and not listen.startswith("0.0.0.0:"):
+            if listen and not listen.startswith("0.0.0.0:"):
                 probe_problems.append(f"{ident(w)}: listens on {listen}; the kubelet and Prometheus need 0.0.0.0")
             if role == "worker":
                 grace = spec.get("terminationGracePeriodSeconds", 30)
@@ -625,7 +798,7 @@ def check_network_policies(rep: Report, name: str, objs: list[dict], extra: list
     policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
     ns_labels = {o["metadata"]["name"]: {**o["metadata"].get("labels", {}), "kubernetes.io/metadata.name": o["metadata"]["name"]} for o in objs if o["kind"] == "Namespace"}
     eps = endpoints(objs)
-    inside = eps + [KUBE_DNS]
+    inside = eps + [KUBE_DNS] + OUTSIDE  # destinations; OUTSIDE only as seen from our pods
     sources = eps + [PROMETHEUS, KEDA, OTHER_POD, LAN_CAMERA, INTERNET]
     got = set()
     for src in sources:
@@ -690,6 +863,13 @@ def check_pod_security(rep: Report, name: str, objs: list[dict]) -> None:
             lim = spec["containers"][0]["resources"]["limits"]["memory"]
             if not re.fullmatch(r"(\d+)Mi", lim) or int(lim[:-2]) > 512:
                 problems.append(f"{ident(w)}: memory limit {lim} is more than a Pi 4 class device should give one worker (512Mi)")
+    # A component cannot reach the base's `images:` tag, so it repeats it (edgepool-camera in
+    # k8s/components/cameras): every edgepool image of one deployment must be the same release.
+    images = sorted({c["image"] for w in workloads(objs) for c in pod_spec(w)["containers"] if is_edgepool(c)})
+    # (Digests name different images by nature: only tags are compared.)
+    tags = {i.rsplit("/", 1)[-1].split(":", 1)[1] for i in images if "@" not in i and ":" in i.rsplit("/", 1)[-1]}
+    if len(tags) > 1:
+        problems.append(f"edgepool images of different releases {images}: the `images:` tags of k8s/base and the components must agree")
     rep.check(f"{name}: Pod Security restricted, resources, pinned images", problems, f"{n} containers")
 
 
@@ -711,6 +891,25 @@ def check_generated(rep: Report) -> None:
             problems.append(f"{dsrc.relative_to(ROOT)} is missing and the k8s copy is not the placeholder")
         notes = "grafana/dashboards/edgepool.json not written yet: placeholder in use"
     rep.check("generated copies match nats/nats-server.conf and grafana/dashboards/edgepool.json", problems, notes)
+
+
+def check_image_tools(rep: Report) -> None:
+    """Each image's Dockerfile stage puts the programs IMAGE_TOOLS says it has on PATH, where the
+    containers' --check found their stand-ins."""
+    problems = []
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^(?=FROM\s)", text, flags=re.M)
+    for image, (target, tools) in IMAGE_TOOLS.items():
+        if target is None:
+            continue
+        stage = next((st for st in stages if re.match(rf"FROM\s.*\sAS\s+{re.escape(target)}\s*$", st.splitlines()[0], re.I)), None)
+        if stage is None:
+            problems.append(f"{image}: the Dockerfile has no stage `AS {target}`")
+            continue
+        for tool in tools:
+            if not re.search(rf"^(COPY|ADD)\s.*\s/usr/(local/)?bin/{re.escape(tool)}\s*$", stage, re.M):
+                problems.append(f"{image}: the Dockerfile's `{target}` stage does not put {tool} in /usr/local/bin or /usr/bin")
+    rep.check("the images have on PATH what --check was given (Dockerfile stages vs IMAGE_TOOLS)", problems)
 
 
 def check_dashboard_metrics(rep: Report, edgepool: str) -> None:
@@ -742,12 +941,15 @@ def main() -> int:
     strict_pending = os.environ.get("K8S_CHECK_STRICT") == "1"
     rep = Report()
     crds = load_crd_schemas()
-    by_hand = render(args.kubectl, "jobs/model-push")
+    staging = tempfile.TemporaryDirectory(prefix="edgepool-k8s-")
+    root = stage_tree(Path(staging.name))
+    by_hand = render(args.kubectl, "jobs/model-push", root)
     check_generated(rep)
+    check_image_tools(rep)
     check_dashboard_metrics(rep, args.edgepool)
     check_sink_serves(rep, args.edgepool)
     for name in KUSTOMIZATIONS:
-        objs = render(args.kubectl, name)
+        objs = render(args.kubectl, name, root)
         print(f"-- k8s/{name}: {len(objs)} objects rendered")
         validate_schemas(rep, name, objs, crds)
         check_containers(rep, name, objs, args.edgepool, strict_pending)
@@ -756,6 +958,7 @@ def main() -> int:
         if name in FLOWS:
             check_nats(rep, name, objs)
             check_network_policies(rep, name, objs, by_hand)
+    staging.cleanup()
     print(f"k8s: {rep.passed} passed, {rep.failed} failed")
     return 1 if rep.failed else 0
 

@@ -131,6 +131,36 @@ def bargauge(title, desc, tgts, unit="short", max_=None):
     }
 
 
+def state_timeline(title, desc, tgts, states):
+    """A 0/1 (or small enum) gauge per series as coloured bands over time; `states` maps each value
+    to (text, colour)."""
+    mappings = [{"type": "value", "options": {str(v): {"text": text, "color": color, "index": i} for i, (v, (text, color)) in enumerate(states.items())}}]
+    return {
+        "type": "state-timeline",
+        "title": title,
+        "description": desc,
+        "datasource": DS,
+        "fieldConfig": {
+            "defaults": {
+                "custom": {"lineWidth": 0, "fillOpacity": 80},
+                "mappings": mappings,
+                "thresholds": {"mode": "absolute", "steps": [{"color": "text", "value": None}]},
+                "color": {"mode": "thresholds"},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "mergeValues": True,
+            "showValue": "never",
+            "alignValue": "left",
+            "rowHeight": 0.9,
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": False},
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+        "targets": tgts,
+    }
+
+
 def table(title, desc, tgts, columns, rename, numbers, units):
     """An instant query as a table, one row per series: `columns` (labels) in this order, the rest
     hidden; `numbers` are labels converted to numbers so `units` ({renamed column: unit}) apply."""
@@ -289,6 +319,45 @@ def rows():
                             (f"sum(rate(edgepool_sink_invalid_results_total[{RI}]))", "invalid"),
                         ), unit="reqps"), 8, 8),
         ]),
+        ("Are the cameras up?", [
+            (state_timeline("Video source up",
+                            "Per video camera (edgepool camera reading RTSP, HTTP, a device or a file through ffmpeg): up while ffmpeg "
+                            "delivers frames, down while the source dropped, ended or cannot be reached and ffmpeg is being restarted "
+                            "(with jittered backoff). Image-file cameras have no line.",
+                            targets((f"max by (camera) (edgepool_camera_source_up{{{CAMERA_SEL}}})", "{{camera}}")),
+                            states={0: ("down", "red"), 1: ("up", "green")}), 10, 7),
+            (stat("Skipped as still",
+                  "Share of the frames sampled at the detect rate that the motion gate skipped because nothing moved: they cost "
+                  "no JPEG encoding, no publish and no inference. High on a quiet scene is the point; 0 with motion gating on "
+                  "means something always moves (a tree, a clock overlay: mask it) or gating is off.",
+                  targets((f'sum(rate(edgepool_camera_video_frames_total{{{CAMERA_SEL}, decision="still"}}[{RI}]))'
+                           f" / sum(rate(edgepool_camera_video_frames_total{{{CAMERA_SEL}}}[{RI}]))", "still"), instant=True),
+                  unit="percentunit", decimals=1), 4, 7),
+            (timeseries("Source restarts",
+                        "Times ffmpeg was started again per camera within each rate interval (the source dropped, ended or could "
+                        "not be reached). Zero on a healthy camera; a steady rate is a flapping stream or a wrong URL or password "
+                        "(the camera's log says which, with the credentials redacted).",
+                        targets((f"sum by (camera) (increase(edgepool_camera_source_restarts_total{{{CAMERA_SEL}}}[{RI}]))", "{{camera}}")),
+                        unit="short", min_=0), 10, 7),
+            (timeseries("Video frames / s by decision",
+                        "Frames ffmpeg handed over at the detect rate (the camera's fps), by the motion gate's decision: motion, "
+                        "keepalive (nothing moved for the keepalive period) and every (gating off) are published; still is skipped "
+                        "before any inference. Stacked, a camera's bands add up to its detect rate.",
+                        targets((f"sum by (camera, decision) (rate(edgepool_camera_video_frames_total{{{CAMERA_SEL}}}[{RI}]))", "{{camera}} {{decision}}")),
+                        unit="short", stack=True), 8, 8),
+            (timeseries("Motion check p95",
+                        "p95 time of the motion check per video frame (downscale, luma, blur, compare with the running background), "
+                        "per camera. The dashed line is the 2 ms target: above it the check costs a real share of a small device's CPU.",
+                        targets((f"histogram_quantile(0.95, sum by (camera, le) (rate(edgepool_camera_motion_check_seconds_bucket{{{CAMERA_SEL}}}[{RI}])))", "{{camera}}")),
+                        unit="s", min_=0, line_at=0.002), 8, 8),
+            (timeseries("ffmpeg CPU per camera",
+                        "CPU each camera's ffmpeg process uses (decoding, the fps filter, scaling), in cores: 1 = one core busy. "
+                        "Read by the camera from /proc; not part of the camera process's own process_cpu_seconds_total. Decoding "
+                        "dominates and grows with the stream's resolution and frame rate, not with the detect rate: use the camera's "
+                        "substream where it has one.",
+                        targets((f"sum by (camera) (rate(edgepool_camera_ffmpeg_cpu_seconds_total{{{CAMERA_SEL}}}[{RI}]))", "{{camera}}")),
+                        unit="short", min_=0), 8, 8),
+        ]),
         ("What do the cameras see?", [
             (timeseries("Detections per label and camera", "Objects detected per second by COCO label and camera.",
                         targets((f"sum by (camera, label) (rate(edgepool_sink_detections_total{{{CAMERA_SEL}}}[{RI}]))", "{{camera}} {{label}}")),
@@ -425,7 +494,7 @@ def dashboard():
             "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
             "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard",
         }]},
-        "description": "edgepool: throughput and share per arch, queue depth, end-to-end latency and its stages, drops, detections, worker busy ratio, devices (CPU, memory, temperature, throttling). Generated by tools/observability/dashboard.py.",
+        "description": "edgepool: throughput and share per arch, queue depth, end-to-end latency and its stages, drops, video cameras (source up, restarts, motion gating, ffmpeg CPU), detections, worker busy ratio, devices (CPU, memory, temperature, throttling). Generated by tools/observability/dashboard.py.",
         "editable": True,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,
