@@ -9,6 +9,7 @@
 #![no_main]
 
 use edgepool_wire::frame::format_time;
+use edgepool_wire::trigger::format_regions;
 use edgepool_wire::{CameraId, FrameMeta, ResultMessage, SCHEMA_VERSION, Status, Timings, header, msg_id};
 use libfuzzer_sys::fuzz_target;
 
@@ -61,6 +62,8 @@ fuzz_target!(|data: &[u8]| {
         status: Status::Stale,
         error: None,
         traceparent: meta.traceparent.clone(),
+        trigger: meta.trigger,
+        motion_regions: meta.motion_regions.clone(),
         detections: Vec::new(),
     };
     let json = serde_json::to_vec(&result).expect("a parsed frame's result serializes");
@@ -81,6 +84,12 @@ fuzz_target!(|data: &[u8]| {
     let mut canonical = canonical.to_vec();
     if let Some(tp) = &meta.traceparent {
         canonical.push((header::TRACEPARENT.to_owned(), tp.clone()));
+    }
+    if let Some(t) = meta.trigger {
+        canonical.push((header::TRIGGER.to_owned(), t.as_str().to_owned()));
+    }
+    if !meta.motion_regions.is_empty() {
+        canonical.push((header::MOTION_REGIONS.to_owned(), format_regions(&meta.motion_regions)));
     }
     let again = FrameMeta::parse(&format!("frames.{}", meta.camera), |k| first(&canonical, k), payload)
         .expect("canonical headers of a parsed frame parse");

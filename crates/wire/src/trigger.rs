@@ -63,7 +63,9 @@ pub fn format_regions(regions: &[BBox]) -> String {
 
 /// Parses the header value [`format_regions`] writes. Refuses (with the reason) anything else:
 /// a box outside the unit square or with min above max, not four numbers, more than
-/// [`MAX_MOTION_REGIONS`] regions. An empty value is no regions.
+/// [`MAX_MOTION_REGIONS`] regions. An empty value is no regions. Values are kept to four
+/// decimals, the precision the header carries, so what parses writes back and parses again to
+/// the same boxes.
 pub fn parse_regions(value: &str) -> Result<Vec<BBox>, &'static str> {
     let value = value.trim();
     if value.is_empty() {
@@ -76,12 +78,17 @@ pub fn parse_regions(value: &str) -> Result<Vec<BBox>, &'static str> {
     parts
         .into_iter()
         .map(|p| {
-            let v: Vec<f32> =
-                p.split(',').map(|n| n.trim().parse::<f32>().map_err(|_| "not a number")).collect::<Result<_, _>>()?;
+            let number = |n: &str| n.trim().parse::<f32>().map(four_decimals).map_err(|_| "not a number");
+            let v: Vec<f32> = p.split(',').map(number).collect::<Result<_, _>>()?;
             let [x0, y0, x1, y1] = v[..] else { return Err("a region is x_min,y_min,x_max,y_max") };
             BBox::try_new(x0, y0, x1, y1).map_err(|_| "a region must lie in 0..=1 with min <= max")
         })
         .collect()
+}
+
+/// `v` rounded to four decimals (NaN stays NaN and is refused by the box check).
+fn four_decimals(v: f32) -> f32 {
+    ((f64::from(v) * 1e4).round() / 1e4) as f32
 }
 
 #[cfg(test)]
@@ -99,6 +106,16 @@ mod tests {
             assert!((a.x_max - b.x_max).abs() < 1e-4 && (a.y_min - b.y_min).abs() < 1e-4);
         }
         assert_eq!(parse_regions("").unwrap(), vec![]);
+    }
+
+    /// What parses writes back and parses again to the same boxes, whatever precision the
+    /// producer wrote (the frame fuzz target checks this for any input).
+    #[test]
+    fn parsed_regions_round_trip_exactly() {
+        for text in ["0.123456,0.2,0.33333333,0.5", "0.00005,0,1,0.99995", "1e-3,2.5e-1,0.5,1"] {
+            let once = parse_regions(text).unwrap();
+            assert_eq!(parse_regions(&format_regions(&once)).unwrap(), once, "{text}");
+        }
     }
 
     #[test]

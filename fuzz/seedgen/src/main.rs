@@ -106,6 +106,34 @@ fn frames(dir: &Path) {
                 &png,
             ),
         ),
+        (
+            "motion".into(),
+            frame(
+                "frames.cam-1",
+                &[
+                    ("Content-Type", "image/jpeg"),
+                    ("Edgepool-Seq", "8"),
+                    ("Edgepool-Captured-At", "2026-11-27T18:00:00Z"),
+                    ("Edgepool-Trigger", "motion"),
+                    ("Edgepool-Motion-Regions", "0.123456,0.2,0.5,0.75;0,0,1,1"),
+                ],
+                &jpeg,
+            ),
+        ),
+        (
+            "keepalive".into(),
+            frame(
+                "frames.cam-1",
+                &[
+                    ("Content-Type", "image/jpeg"),
+                    ("Edgepool-Seq", "9"),
+                    ("Edgepool-Captured-At", "2026-11-27T18:00:00Z"),
+                    ("Edgepool-Trigger", "keepalive"),
+                    ("Edgepool-Motion-Regions", ""),
+                ],
+                &jpeg,
+            ),
+        ),
         ("bad_subject".into(), frame("frames.a.b", &good, &jpeg)),
         ("reserved_id".into(), frame("frames._invalid", &good, &jpeg)),
         ("no_headers".into(), frame("frames.cam-1", &[], &jpeg)),
