@@ -551,6 +551,11 @@ def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
                 problems.append(f"{ident(s)}: no {kind}")
             elif ports.get(p["port"]) != http_port or not p["path"].startswith("/healthz"):
                 problems.append(f"{ident(s)}: {kind} {p} is not /healthz on http_port {http_port}")
+        # Every container of the broker's pod, the exporter sidecar too, is probed.
+        for other in pod_spec(s)["containers"]:
+            for kind in ("livenessProbe", "readinessProbe"):
+                if kind not in other:
+                    problems.append(f"{ident(s)}/{other['name']}: no {kind}")
         if flags.get("name") != "$(POD_NAME)":
             problems.append(f"{ident(s)}: server name must be the pod name (KEDA and routes use it)")
         routes = flags.get("routes", "")
