@@ -95,7 +95,8 @@ pub enum Command {
     Detect(cmd::detect::DetectArgs),
     /// Create or update the JetStream streams and the shared consumer (idempotent).
     Setup(cmd::setup::SetupArgs),
-    /// Publish image files as frames from one camera (or producer app).
+    /// Publish frames: image files as one camera, or video cameras through ffmpeg (RTSP, HTTP,
+    /// USB, files; one from --source or all of the config file), gated on motion.
     Camera(cmd::camera::CameraArgs),
     /// Pull frames from the shared work queue, detect objects, publish results.
     Worker(cmd::worker::WorkerArgs),
@@ -112,6 +113,10 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// A live terminal view of the fleet: per-worker fps, share, busy ratio; queue; p99 latency.
     Top(cmd::top::TopArgs),
+    /// Credentials for a secure deployment: `auth init DIR` (CA, server certificate, NATS users
+    /// per role and camera, the server's auth.conf, the sink's HTTP token).
+    #[command(subcommand)]
+    Auth(cmd::auth::AuthCommand),
     /// Print docs/metrics.md, generated from the metric catalog.
     MetricsDoc,
     /// Benchmarks and fault injection: runs the separate `edgepool-bench` binary (built from a
@@ -169,6 +174,7 @@ pub fn main() -> ExitCode {
             print!("{}", edgepool_runtime::metrics::markdown());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Auth(a) => cmd::auth::run(a),
         Command::Setup(a) => cmd::setup::run(&cli.global, a),
         Command::Camera(a) => cmd::camera::run(&cli.global, a),
         Command::Worker(a) => cmd::worker::run(&cli.global, a),

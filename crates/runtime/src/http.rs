@@ -44,6 +44,90 @@ pub fn probes(registry: Registry, ready: Readiness) -> Router {
     router(Probe { registry, ready, detail: None })
 }
 
+/// [`probes`] with `/metrics` behind `metrics_auth` when given; `/healthz` and `/readyz` stay
+/// open for the kubelet.
+pub fn probes_guarded(registry: Registry, ready: Readiness, metrics_auth: Option<HttpAuth>) -> Router {
+    let probe = Probe { registry, ready, detail: None };
+    let metrics_route = guard(Router::new().route("/metrics", get(metrics)).with_state(probe.clone()), metrics_auth);
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(probe).merge(metrics_route)
+}
+
+/// HTTP authentication for what people and scrapers read: a bearer token
+/// (`Authorization: Bearer <token>`), or basic auth with the token as the password and any user
+/// name, which browsers ask for once and then send with every request of the page (its images,
+/// its MJPEG streams and its event stream included). Compared in constant time; a refusal is
+/// `401` with `WWW-Authenticate` and never echoes what was sent.
+#[derive(Clone)]
+pub struct HttpAuth {
+    token: Arc<str>,
+    realm: &'static str,
+}
+
+impl std::fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpAuth").field("realm", &self.realm).finish_non_exhaustive()
+    }
+}
+
+impl HttpAuth {
+    /// `None` for an empty token: no authentication.
+    #[must_use]
+    pub fn new(token: &str, realm: &'static str) -> Option<Self> {
+        (!token.is_empty()).then(|| Self { token: Arc::from(token), realm })
+    }
+
+    /// Whether `headers` carry the token.
+    #[must_use]
+    pub fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
+        use base64::Engine as _;
+        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let presented = if scheme.eq_ignore_ascii_case("bearer") {
+            rest.trim().as_bytes().to_vec()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else { return false };
+            // `user:password`; the user name is free, the password is the token.
+            match decoded.iter().position(|b| *b == b':') {
+                Some(i) => decoded[i + 1..].to_vec(),
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        constant_time_eq(&presented, self.token.as_bytes())
+    }
+}
+
+/// Equal without an early exit on the first differing byte (the length still shows).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `router` behind `auth` (unchanged without it).
+pub fn guard(router: Router, auth: Option<HttpAuth>) -> Router {
+    match auth {
+        None => router,
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, check_auth)),
+    }
+}
+
+async fn check_auth(
+    State(auth): State<HttpAuth>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if auth.allows(req.headers()) {
+        return next.run(req).await;
+    }
+    let challenge = format!("Basic realm=\"{}\", charset=\"UTF-8\"", auth.realm);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, challenge), (header::CACHE_CONTROL, "no-store".to_owned())],
+        "401: authentication required (a bearer token, or basic auth with the token as the password)\n",
+    )
+        .into_response()
+}
+
 /// [`probes`] with a [`Detail`]: `/healthz` answers 200 with `{"status": "ok", "detail": …}`,
 /// `/readyz` answers 200 only when `ready` is set and the detail says ready, with the same body
 /// (`"status": "not ready"` and 503 otherwise).

@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use edgepool_nats::DETECTIONS;
+use edgepool_nats::Secret;
 use edgepool_wire::ResultMessage;
 
 use crate::metrics::{JetStreamMetrics, SinkMetrics};
@@ -48,6 +49,15 @@ pub struct SinkConfig {
     /// A camera with no result for this long is shown `stale`.
     #[serde(with = "humantime_serde")]
     pub camera_stale_after: Duration,
+    /// Require this token for the page, `/events`, `/cameras*` and `/fleet`: `Authorization:
+    /// Bearer <token>`, or basic auth with the token as the password (what a browser asks for).
+    /// `/healthz` and `/readyz` stay open. From a Secret: `EDGEPOOL_SINK_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Require this token for `/metrics` too (default: open, for Prometheus; restrict it by
+    /// NetworkPolicy). `EDGEPOOL_SINK_METRICS_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<Secret>,
 }
 
 /// The sink's default HTTP address: local only; a deployment sets `0.0.0.0:9090`.
@@ -66,6 +76,8 @@ impl Default for SinkConfig {
             max_stream_viewers: view.max_stream_viewers,
             max_cameras: view.max_cameras,
             camera_stale_after: view.camera_stale_after,
+            token: None,
+            metrics_token: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share.
 
+pub mod auth;
 pub mod bench;
 pub mod camera;
 pub mod demo;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use edgepool_runtime::http::probes;
+use edgepool_nats::Secret;
+use edgepool_runtime::http::{HttpAuth, guard, probes_guarded};
 use edgepool_sink::{Sink, SinkStats};
 
 use crate::config::Overrides;
@@ -49,10 +50,15 @@ pub fn run(global: &Global, args: SinkArgs) -> anyhow::Result<ExitCode> {
     app::run(global, &args.overrides(), "info", |ctx| async move {
         let registry = edgepool_runtime::metrics::role_registry();
         let sink = Sink::with_view(&registry, Arc::new(SinkStats::default()), ctx.cfg.sink.view())?;
-        let router = probes(registry.clone(), sink.readiness()).merge(sink.router());
+        let auth = |t: &Option<Secret>| t.as_ref().and_then(|t| HttpAuth::new(t.expose(), "edgepool"));
+        let (page_auth, metrics_auth) = (auth(&ctx.cfg.sink.token), auth(&ctx.cfg.sink.metrics_token));
+        let protected = if page_auth.is_some() { " (token required)" } else { "" };
+        let router =
+            probes_guarded(registry.clone(), sink.readiness(), metrics_auth).merge(guard(sink.router(), page_auth));
         let bound = ctx.serve_yielding(ctx.cfg.sink.listen, router)?;
         eprintln!(
-            "sink: live page on http://{bound}/, metrics on http://{bound}/metrics, live feed on http://{bound}/events"
+            "sink: live page on http://{bound}/{protected}, metrics on http://{bound}/metrics, live feed on \
+             http://{bound}/events"
         );
         let client = ctx.connect("edgepool-sink", true).await?;
         let js = async_nats::jetstream::new(client.clone());

@@ -631,3 +631,218 @@ async fn worker_reads_models_by_name_but_cannot_change_the_bucket() {
     assert!(!info.deleted);
     assert_eq!(info.metadata.get(models::META_SHA256), Some(&v2.sha256), "the object is the admin's v2");
 }
+
+/// One HTTP GET to `127.0.0.1:<port><path>` with an optional `Authorization` value: the status,
+/// and the head and start of the body as text (an event stream never ends: read for a second).
+fn http(port: u16, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 || buf.len() > 64 * 1024 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+/// Basic auth header value for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// Issue 16's HTTP auth on the sink: with `sink.token` (from `EDGEPOOL_SINK_TOKEN`, as a
+/// Kubernetes Secret sets it) the page, the live feed, the camera endpoints and the fleet answer
+/// 401 without the token (bearer, or basic auth with it as the password, what a browser sends);
+/// `/healthz` and `/readyz` stay open for probes; `/metrics` has its own token when
+/// `sink.metrics_token` is set. No answer and no output ever shows a token.
+#[test]
+fn the_sinks_http_requires_its_token_but_probes_stay_open() {
+    let (page_token, metrics_token) = ("page-t0ken-7f3a9c", "metrics-t0ken-51be2d");
+    let mut broker = Broker::single().unwrap();
+    let setup =
+        Command::new(env!("CARGO_BIN_EXE_edgepool")).args(["setup", "--nats-url", &broker.url()]).output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut sink = Command::new(env!("CARGO_BIN_EXE_edgepool"))
+        .args(["sink", "--listen", &format!("127.0.0.1:{port}"), "--nats-url", &broker.url()])
+        .env("EDGEPOOL_SINK_TOKEN", page_token)
+        .env("EDGEPOOL_SINK_METRICS_TOKEN", metrics_token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status_or_zero(port, "/healthz") != 200 {
+        assert!(Instant::now() < deadline && sink.try_wait().unwrap().is_none(), "the sink never answered /healthz");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut seen = String::new();
+    let bearer = format!("Bearer {page_token}");
+    for path in ["/", "/events", "/cameras", "/cameras/cam-1/latest.jpg", "/cameras/cam-1/stream.mjpeg", "/fleet"] {
+        let (code, text) = http(port, path, None);
+        assert_eq!(code, 401, "{path} without a token:\n{text}");
+        assert!(text.to_ascii_lowercase().contains("www-authenticate: basic realm=\"edgepool\""), "{text}");
+        for wrong in
+            [format!("Bearer {metrics_token}"), basic("viewer", "guess"), "Bearer ".to_owned(), "Digest x".into()]
+        {
+            let (code, text) = http(port, path, Some(&wrong));
+            assert_eq!(code, 401, "{path} with {wrong:?}:\n{text}");
+            seen += &text;
+        }
+        seen += &text;
+    }
+    for good in [bearer.clone(), basic("viewer", page_token), basic("", page_token)] {
+        let (code, text) = http(port, "/cameras", Some(&good));
+        assert_eq!(code, 200, "/cameras with {good:?}:\n{text}");
+        assert_eq!(http(port, "/", Some(&good)).0, 200);
+        seen += &text;
+    }
+    let (code, text) = http(port, "/events", Some(&bearer));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+    // Probes are open; /metrics wants its own token.
+    assert_eq!(http(port, "/healthz", None).0, 200);
+    assert!(matches!(http(port, "/readyz", None).0, 200 | 503), "answered without a token");
+    assert_eq!(http(port, "/metrics", None).0, 401);
+    assert_eq!(http(port, "/metrics", Some(&bearer)).0, 401, "the page's token is not the metrics token");
+    let (code, text) = http(port, "/metrics", Some(&format!("Bearer {metrics_token}")));
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("edgepool_sink_"), "{text}");
+    rustix::process::kill_process(rustix::process::Pid::from_child(&sink), rustix::process::Signal::INT).unwrap();
+    let _ = sink.wait();
+    let mut out = String::new();
+    sink.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    sink.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_edgepool"))
+        .args(["sink", "--check"])
+        .env("EDGEPOOL_SINK_TOKEN", page_token)
+        .output()
+        .unwrap();
+    out += &String::from_utf8_lossy(&check.stdout);
+    assert!(out.contains("token = \"<redacted>\""), "{out}");
+    for token in [page_token, metrics_token] {
+        assert!(!seen.contains(token) && !out.contains(token), "a token was shown:\n{seen}\n{out}");
+    }
+    broker.stop_all();
+}
+
+/// The status of a GET, 0 when nothing answers.
+fn http_status_or_zero(port: u16, path: &str) -> u16 {
+    if TcpStream::connect(("127.0.0.1", port)).is_err() {
+        return 0;
+    }
+    http(port, path, None).0
+}
+
+/// One `KEY=value` of an env file `edgepool auth init` wrote.
+fn env_value(file: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} not in {}:\n{text}", file.display()))
+        .to_owned()
+}
+
+/// Issue 16's one-step credentials: `edgepool auth init DIR --camera …` writes a CA, a server
+/// certificate, a user per role and camera and the server's auth.conf with bcrypt hashes only;
+/// every file is private; an existing DIR is kept without --force. A real nats-server runs on
+/// exactly those files, with TLS: each role connects with its own file and the CA, setup runs,
+/// a camera publishes its frames and not another camera's, a wrong password and plaintext are
+/// refused.
+#[tokio::test]
+async fn auth_init_writes_credentials_a_real_server_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let creds = tmp.path().join("creds");
+    let init = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_edgepool"))
+            .args(["auth", "init"])
+            .arg(&creds)
+            .args(["--camera", "front-door,garage"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names = ["ca.crt", "ca.key", "nats-server.crt", "nats-server.key", "auth.conf", "sink-http.env"];
+    let roles = ["admin.env", "worker.env", "sink.env", "subscriber.env", "camera-front-door.env", "camera-garage.env"];
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o700);
+        for f in names.iter().chain(&roles) {
+            let mode = std::fs::metadata(creds.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")).permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+    let worker_password = env_value(&creds.join("worker.env"), "EDGEPOOL_NATS_PASSWORD");
+    let again = init(&[]);
+    assert!(!again.status.success(), "an existing directory was overwritten");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(env_value(&creds.join("worker.env"), "EDGEPOOL_NATS_PASSWORD"), worker_password, "kept");
+
+    // The server gets only hashes.
+    let auth = std::fs::read_to_string(creds.join("auth.conf")).unwrap();
+    for f in &roles {
+        let password = env_value(&creds.join(f), "EDGEPOOL_NATS_PASSWORD");
+        assert!(password.len() >= 40 && !auth.contains(&password), "{f}'s password is in auth.conf");
+    }
+    assert_eq!(auth.matches("password: \"$2a$11$").count(), 6, "{auth}");
+
+    // nats-server on exactly those files: the shipped server config and TLS block, the generated users.
+    let root = edgepool_harness::fixtures::workspace_root().join("nats");
+    for f in ["nats-server.conf", "tls.conf"] {
+        std::fs::copy(root.join(f), tmp.path().join(f)).unwrap();
+    }
+    let conf = tmp.path().join("server.conf");
+    std::fs::write(&conf, "include ./nats-server.conf\ninclude ./creds/auth.conf\ninclude ./tls.conf\n").unwrap();
+    let path = |f: &str| creds.join(f).display().to_string();
+    let server = Broker::start(edgepool_harness::BrokerOptions {
+        conf: edgepool_harness::Conf::File(conf),
+        env: vec![
+            ("EDGEPOOL_NATS_TLS_CERT".into(), path("nats-server.crt")),
+            ("EDGEPOOL_NATS_TLS_KEY".into(), path("nats-server.key")),
+            ("EDGEPOOL_NATS_TLS_CA".into(), path("ca.crt")),
+        ],
+        ..edgepool_harness::BrokerOptions::single()
+    })
+    .unwrap();
+    let config = |file: &str| NatsConfig {
+        url: Some(server.url()),
+        user: Some(env_value(&creds.join(file), "EDGEPOOL_NATS_USER")),
+        password: Some(Secret::new(env_value(&creds.join(file), "EDGEPOOL_NATS_PASSWORD"))),
+        tls_ca: Some(creds.join("ca.crt")),
+        inbox_prefix: InboxPrefix::new(env_value(&creds.join(file), "EDGEPOOL_NATS_INBOX_PREFIX")).unwrap(),
+        ..NatsConfig::default()
+    };
+    let js = |c: async_nats::Client| jetstream::ContextBuilder::new().timeout(DENIED_TIMEOUT).build(c);
+    let admin = js(config("admin.env").connect("test-admin", false).await.unwrap());
+    edgepool_nats::apply(&admin, Default::default()).await.unwrap();
+    let camera = js(config("camera-front-door.env").connect("test-camera", false).await.unwrap());
+    assert_eq!(publish_frame(camera.clone(), "front-door").await, (1, 0), "its own frames");
+    assert_eq!(publish_frame(camera, "garage").await, (0, 1), "another camera's frames");
+    assert_eq!(messages(&admin, FRAMES).await, 1);
+    for file in ["worker.env", "sink.env", "subscriber.env", "camera-garage.env"] {
+        config(file).connect("test-role", false).await.unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let wrong = NatsConfig { password: Some(Secret::new("not-the-password")), ..config("worker.env") };
+    assert!(wrong.connect("test-wrong", false).await.is_err(), "a wrong password connected");
+    let swapped = NatsConfig { user: Some("garage".into()), ..config("camera-front-door.env") };
+    assert!(swapped.connect("test-swapped", false).await.is_err(), "another camera's password connected");
+    // Plaintext: the server requires TLS before it reads any CONNECT.
+    let mut raw = TcpStream::connect(server.url().trim_start_matches("nats://")).unwrap();
+    let mut info = [0u8; 4096];
+    let n = raw.read(&mut info).unwrap();
+    assert!(String::from_utf8_lossy(&info[..n]).contains("\"tls_required\":true"));
+    // `--force` replaces every credential.
+    let forced = init(&["--force"]);
+    assert!(forced.status.success());
+    assert_ne!(env_value(&creds.join("worker.env"), "EDGEPOOL_NATS_PASSWORD"), worker_password);
+}
