@@ -15,8 +15,8 @@ use edgepool_wire::CameraId;
 #[derive(Debug, clap::Subcommand)]
 pub enum AuthCommand {
     /// Create DIR with a CA, a NATS server certificate, a user and password per role (admin,
-    /// worker, sink, subscriber) and per camera, the server's auth.conf (bcrypt hashes only)
-    /// and a token for the sink's page. Every file is mode 0600. An existing DIR is never
+    /// setup, worker, sink, subscriber, cameras) and per camera, the server's auth.conf (bcrypt
+    /// hashes only) and a token for the sink's page. Every file is mode 0600. An existing DIR is never
     /// overwritten without --force.
     Init(InitArgs),
 }
@@ -46,7 +46,7 @@ pub struct InitArgs {
 }
 
 /// The roles of `nats/auth.conf`, each a user of that name.
-pub const ROLES: [&str; 4] = ["admin", "worker", "sink", "subscriber"];
+pub const ROLES: [&str; 6] = ["admin", "setup", "worker", "sink", "subscriber", "cameras"];
 
 /// bcrypt's cost for the stored hashes: nats-server checks one per connection.
 const BCRYPT_COST: u32 = 11;
@@ -54,7 +54,7 @@ const BCRYPT_COST: u32 = 11;
 /// The template: `nats/auth.conf`, the single source of every role's permissions.
 const AUTH_TEMPLATE: &str = include_str!("../../../../nats/auth.conf");
 /// Where the template's example cameras start; they are replaced by the cameras given.
-const CAMERAS_MARKER: &str = "    # --- cameras:";
+const CAMERAS_MARKER: &str = "    # --- cameras: one user per camera id";
 
 pub fn run(cmd: AuthCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -101,7 +101,11 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
         hashes.push((user, hash));
     }
     write("auth.conf", &auth_conf(&hashes, &cameras)?)?;
-    write("sink-http.env", &format!("EDGEPOOL_SINK_TOKEN={}\n", random_token()?))?;
+    // The page, feed and camera endpoints take one token; /metrics another, which Prometheus
+    // holds (a scrape credential is not a viewer's).
+    let sink_http =
+        format!("EDGEPOOL_SINK_TOKEN={}\nEDGEPOOL_SINK_METRICS_TOKEN={}\n", random_token()?, random_token()?);
+    write("sink-http.env", &sink_http)?;
 
     println!("wrote {} (mode 0700), every file mode 0600:", args.dir.display());
     for f in &files {
@@ -156,6 +160,7 @@ pub fn auth_conf(hashes: &[(String, String)], cameras: &[CameraId]) -> anyhow::R
         let _ = writeln!(out, "        subscribe: {{ allow: [\"_INBOX_{camera}.>\"] }}\n      }}\n    }}");
     }
     out.push_str(&AUTH_TEMPLATE[end..]);
+    anyhow::ensure!(!out.contains("$EDGEPOOL_"), "nats/auth.conf has a password variable that is not a role's");
     Ok(out)
 }
 

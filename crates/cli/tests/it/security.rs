@@ -26,8 +26,10 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 /// Roles of `nats/auth.conf` and the environment variable each one's password comes from.
-const USERS: [(&str, &str); 6] = [
+const USERS: [(&str, &str); 8] = [
     ("admin", "EDGEPOOL_NATS_ADMIN_PASSWORD"),
+    ("setup", "EDGEPOOL_NATS_SETUP_PASSWORD"),
+    ("cameras", "EDGEPOOL_NATS_CAMERAS_PASSWORD"),
     ("worker", "EDGEPOOL_NATS_WORKER_PASSWORD"),
     ("sink", "EDGEPOOL_NATS_SINK_PASSWORD"),
     ("subscriber", "EDGEPOOL_NATS_SUBSCRIBER_PASSWORD"),
@@ -414,6 +416,48 @@ async fn admin_runs_setup_but_does_not_touch_data() {
 }
 
 #[tokio::test]
+async fn setup_creates_and_updates_but_cannot_delete_or_touch_data() {
+    let s = Secure::start();
+    let setup = s.js("setup").await;
+    let applied = edgepool_nats::apply(&setup, Default::default()).await.unwrap();
+    assert!(applied.iter().all(|a| a.change == edgepool_nats::Change::Created), "{applied:?}");
+    let again = edgepool_nats::apply(&setup, Default::default()).await.unwrap();
+    assert!(again.iter().all(|a| a.change == edgepool_nats::Change::Unchanged), "{again:?}");
+    publish_frame(s.js("cam-1").await, "cam-1").await;
+
+    assert!(setup.delete_stream(FRAMES).await.is_err(), "setup deleted FRAMES");
+    s.wait_log(&violation("setup", "Publish", "$JS.API.STREAM.DELETE.FRAMES")).await;
+    let frames = setup.get_stream(FRAMES).await.expect("setup reads stream info");
+    assert!(frames.purge().await.is_err(), "setup purged FRAMES");
+    assert!(frames.delete_consumer("detectors").await.is_err(), "setup deleted the consumer");
+    let forged = setup.publish("frames.cam-1", jpeg()).await.unwrap().await;
+    assert!(forged.is_err(), "setup published a frame");
+    let models = jetstream::object_store::Config { bucket: "MODELS".into(), ..Default::default() };
+    assert!(setup.create_object_store(models).await.is_err(), "setup created the model bucket");
+    let admin = s.js("admin").await;
+    assert_eq!(messages(&admin, FRAMES).await, 1, "FRAMES intact");
+}
+
+#[tokio::test]
+async fn the_cameras_pod_publishes_any_cameras_frames_and_reads_nothing() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let pod = s.js("cameras").await;
+    assert_eq!(publish_frame(pod.clone(), "cam-1").await, (1, 0));
+    assert_eq!(publish_frame(pod.clone(), "door").await, (1, 0));
+    assert_eq!(messages(&admin, FRAMES).await, 2);
+
+    let mut sub = pod.client().subscribe("detections.>").await.unwrap();
+    s.wait_log(&violation("cameras", "Subscription", "detections.>")).await;
+    assert!(pod.get_stream(FRAMES).await.is_err(), "the cameras pod read FRAMES");
+    assert!(pod.delete_stream(FRAMES).await.is_err(), "the cameras pod deleted FRAMES");
+    let forged = pod.publish("detections.cam-1", "{}".into()).await.unwrap().await;
+    assert!(forged.is_err(), "the cameras pod published a result");
+    assert!(tokio::time::timeout(Duration::from_millis(300), sub.next()).await.is_err());
+    assert_eq!(messages(&admin, FRAMES).await, 2);
+}
+
+#[tokio::test]
 async fn unauthenticated_and_wrong_credentials_are_refused() {
     let s = Secure::start();
     let refused = |cfg: NatsConfig| async move {
@@ -773,7 +817,16 @@ async fn auth_init_writes_credentials_a_real_server_runs_on() {
     let out = init(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let names = ["ca.crt", "ca.key", "nats-server.crt", "nats-server.key", "auth.conf", "sink-http.env"];
-    let roles = ["admin.env", "worker.env", "sink.env", "subscriber.env", "camera-front-door.env", "camera-garage.env"];
+    let roles = [
+        "admin.env",
+        "setup.env",
+        "worker.env",
+        "sink.env",
+        "subscriber.env",
+        "cameras.env",
+        "camera-front-door.env",
+        "camera-garage.env",
+    ];
     {
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&creds).unwrap().permissions().mode() & 0o777, 0o700);
@@ -794,7 +847,7 @@ async fn auth_init_writes_credentials_a_real_server_runs_on() {
         let password = env_value(&creds.join(f), "EDGEPOOL_NATS_PASSWORD");
         assert!(password.len() >= 40 && !auth.contains(&password), "{f}'s password is in auth.conf");
     }
-    assert_eq!(auth.matches("password: \"$2a$11$").count(), 6, "{auth}");
+    assert_eq!(auth.matches("password: \"$2a$11$").count(), roles.len(), "{auth}");
 
     // nats-server on exactly those files: the shipped server config and TLS block, the generated users.
     let root = edgepool_harness::fixtures::workspace_root().join("nats");
