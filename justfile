@@ -78,7 +78,14 @@ image:
         done
     fi
 
-# Apply an overlay (microk8s, microk8s-keda, microk8s-cameras, single-node) or the base ("base").
+# The deployment's credentials (CA, server certificate, a NATS user per role and camera, the sink's
+# tokens) into k8s/components/credentials/generated, which every secure overlay reads:
+# `just secrets --camera front-door,garage --san 192.168.1.250`. Refuses to overwrite (add --force).
+secrets *args:
+    cargo run -q -p edgepool -- auth init k8s/components/credentials/generated {{args}}
+
+# Apply an overlay (microk8s, microk8s-keda, microk8s-cameras, single-node, dev-insecure).
+# Secure overlays need `just secrets` first.
 deploy overlay="microk8s":
     kubectl apply -k k8s/{{ if overlay == "base" { "base" } else { "overlays/" + overlay } }}
 
@@ -90,11 +97,18 @@ scale arch n:
 status:
     #!/usr/bin/env bash
     set -euo pipefail
+    creds=k8s/components/credentials/generated
     kubectl -n edgepool port-forward svc/nats 14222:4222 >/dev/null &
     pf=$!
     trap 'kill $pf' EXIT
     sleep 2
-    cargo run -q -p edgepool -- status --nats-url nats://127.0.0.1:14222
+    if [ -f "$creds/admin.env" ]; then
+        # As admin, over TLS (the server certificate names 127.0.0.1).
+        set -a; . "$creds/admin.env"; set +a
+        cargo run -q -p edgepool -- status --nats-url tls://127.0.0.1:14222 --nats-tls-ca "$creds/ca.crt"
+    else
+        cargo run -q -p edgepool -- status --nats-url nats://127.0.0.1:14222
+    fi
 
 # Follow the logs of one component: worker, sink, nats, setup, camera.
 logs component:
@@ -119,7 +133,7 @@ model-push file name="ssd_mobilenet_v2_coco":
 
 # Refresh the copies kustomize needs inside k8s/ (it refuses files outside its root).
 k8s-sync:
-    cp nats/nats-server.conf k8s/base/generated/nats-server.conf
+    for f in nats-server.conf nats-server-secure.conf nats-server-cluster.conf tls.conf cluster-tls.conf; do cp nats/$f k8s/base/generated/$f; done
     cp grafana/dashboards/edgepool.json k8s/base/generated/edgepool-dashboard.json
 
 # Render and check every overlay without a cluster (schemas, --check, selectors, policies).

@@ -11,9 +11,17 @@ copies under k8s/base/generated/ match their sources, and the dashboard uses onl
 code's catalog.
 
 Kustomizations are rendered from a temporary copy of k8s/ in which every `*.env.example` is
-copied to its `*.env` (operators' real `*.env` files are left out of the copy): secretGenerators
-read git-ignored env files such as k8s/components/cameras/credentials.env, which the repository
-holds only as examples, and the checks must never read real secrets.
+copied to its `*.env` (operators' real `*.env` files are left out of the copy), and in which
+`edgepool auth init --camera cam-1,cam-2` writes fresh credentials into
+components/credentials/generated (an operator's real one is left out of the copy): secretGenerators
+read git-ignored files such as k8s/components/cameras/credentials.env and the CA, certificate,
+auth.conf and role env files of k8s/components/credentials, which the repository does not hold,
+and the checks must never read real secrets. With those throwaway credentials the checks also
+hold the secure-by-default deployment to its promise: every secure overlay's broker requires
+users and TLS, every NATS client dials tls:// and verifies the broker with the mounted CA, each
+pod gets only its own role's Secret, every referenced Secret is rendered, no Secret carries a
+private key but the broker's own or an outside client's credentials, and only KEDA may reach the
+broker's monitoring port; overlays/dev-insecure is checked to be exactly what its name says.
 
 Run through .ci/k8s-checks.sh (which installs the pinned tools), or directly:
     python k8s/tests/test_manifests.py --kubectl kubectl --edgepool target/debug/edgepool
@@ -31,6 +39,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -52,7 +61,35 @@ K8S_VERSION = "1.31.0"
 NAMESPACE = "edgepool"
 
 # Every kustomization an operator may apply, rendered and checked in full.
-KUSTOMIZATIONS = ["base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/microk8s-cameras", "overlays/single-node", "jobs/model-push"]
+KUSTOMIZATIONS = [
+    "base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/microk8s-cameras", "overlays/single-node", "overlays/dev-insecure", "jobs/model-push",
+]
+# The overlay that runs the broker without users or TLS, on purpose and named so; every other
+# overlay is secure and renders the credentials (k8s/components/credentials) itself.
+INSECURE = {"overlays/dev-insecure"}
+# Kustomizations whose pods refer to ConfigMaps and Secrets another one creates: base is never
+# applied alone (the overlays add the credentials), and jobs/model-push is applied after an
+# overlay. Their references resolve against that kustomization's objects too.
+CONTEXT = {"base": "overlays/microk8s", "jobs/model-push": "overlays/microk8s"}
+
+# The credentials k8s/components/credentials turns into Secrets, as `edgepool auth init` writes
+# them; the staged copy gets throwaway ones for these cameras.
+CREDENTIALS = Path("components") / "credentials" / "generated"
+STAGED_CAMERAS = ("cam-1", "cam-2")
+# Each pod's own Secrets, by its app.kubernetes.io/component label: a NATS user per role
+# (docs/security.md, "Roles"), the sink's HTTP tokens, the broker's users and certificate. No
+# pod may read another's; Secret nats-ca (the CA's certificate) is for every client.
+OWN_SECRETS = {
+    "nats": {"nats-server"},
+    "worker": {"nats-worker"},
+    "sink": {"nats-sink", "sink-http"},
+    "setup": {"nats-setup"},
+    "model-push": {"nats-admin"},
+    "camera": {"nats-cameras"},
+}
+ROLE_SECRETS = set().union(*OWN_SECRETS.values())
+# The NATS user of each role (the first argument of the edgepool container).
+NATS_USER = {"worker": "worker", "sink": "sink", "setup": "setup", "model": "admin", "camera": "cameras"}
 
 # Custom resources: (apiVersion, kind) -> vendored schema (see crd-schemas/README.md).
 CRD_SCHEMAS = {
@@ -111,6 +148,7 @@ FLOWS = {
     "overlays/microk8s": _BASE_FLOWS | _CLUSTER | _LAN,
     "overlays/microk8s-keda": _BASE_FLOWS | _CLUSTER | _LAN | _KEDA,
     "overlays/microk8s-cameras": _BASE_FLOWS | _CLUSTER | _LAN | _CAMERAS,
+    "overlays/dev-insecure": _BASE_FLOWS | _CLUSTER,
 }
 
 
@@ -121,6 +159,7 @@ class Report:
         self.pending: list[str] = []
 
     def check(self, name: str, problems: list[str], detail: str = "") -> None:
+        problems = list(dict.fromkeys(problems))  # each once, in order
         if problems:
             self.failed += 1
             print(f"FAIL {name}")
@@ -134,16 +173,22 @@ class Report:
 # ---------------------------------------------------------------- rendering and objects
 
 
-def stage_tree(tmp: Path) -> Path:
-    """A copy of k8s/ to render from, with each `X.env.example` copied to `X.env` beside it. An
-    `X.env` of the checkout (an operator's real credentials) is not copied."""
-    def real_env_files(_dir: str, names: list[str]) -> set[str]:
-        return {n for n in names if f"{n}.example" in names} | {"__pycache__"}
+def stage_tree(tmp: Path, edgepool: str) -> Path:
+    """A copy of k8s/ to render from, with each `X.env.example` copied to `X.env` beside it and
+    throwaway credentials from `edgepool auth init` in CREDENTIALS. An `X.env` of the checkout and
+    its CREDENTIALS directory (an operator's real credentials) are not copied."""
+    def real_credentials(path: str, names: list[str]) -> set[str]:
+        mine = {CREDENTIALS.name} if Path(path) == K8S / CREDENTIALS.parent else set()
+        return {n for n in names if f"{n}.example" in names} | {"__pycache__"} | (mine & set(names))
 
     root = tmp / "k8s"
-    shutil.copytree(K8S, root, ignore=real_env_files)
+    shutil.copytree(K8S, root, ignore=real_credentials)
     for example in root.rglob("*.env.example"):
         shutil.copyfile(example, example.with_suffix(""))
+    cmd = [edgepool, "auth", "init", str(root / CREDENTIALS), "--camera", ",".join(STAGED_CAMERAS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir()})
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr}")
     return root
 
 
@@ -285,10 +330,12 @@ def validate_schemas(rep: Report, name: str, objs: list[dict], crds: dict) -> No
 IMAGE_TOOLS: dict[str, tuple[str | None, tuple[str, ...]]] = {"edgepool": (None, ()), "edgepool-camera": ("camera", ("ffmpeg",))}
 STAND_IN = "#!/bin/sh\n# A stand-in for the image's {tool} (k8s/tests/test_manifests.py): --check only looks for it.\nexit 0\n"
 
-# The user each role connects as under nats/auth.conf, by its inbox prefix: `_INBOX_<user>`.
-# The cameras component's pod publishes for every camera in its config over one user; see
+# Under nats/auth.conf user <u> may receive replies only on its inbox prefix `_INBOX_<u>`. The
+# cameras component's pod publishes for every camera in its config over one user; see
 # k8s/components/cameras/README.md.
-INBOX_PREFIX = {"worker": "_INBOX_worker", "sink": "_INBOX_sink", "setup": "_INBOX_admin", "model": "_INBOX_admin", "camera": "_INBOX_cameras"}
+INBOX_PREFIX = {role: f"_INBOX_{user}" for role, user in NATS_USER.items()}
+# Variables from Secrets that name, not authenticate: `--check` prints them by design.
+NOT_SECRET = {"EDGEPOOL_NATS_USER", "EDGEPOOL_NATS_INBOX_PREFIX"}
 
 
 def find(objs: list[dict], kind: str, namespace: str, name: str) -> dict | None:
@@ -369,14 +416,17 @@ def materialize_mounts(w: dict, c: dict, objs: list[dict], tmp: Path) -> tuple[d
     return out, problems
 
 
-def container_argv(c: dict, mounts: dict[str, str]) -> list[str]:
-    """The container's arguments after the binary, with paths under mounted ConfigMaps and Secrets
-    pointing at their local copies."""
-    argv = [*c.get("command", [])[1:], *c.get("args", [])]
+def local_paths(values: list[str], mounts: dict[str, str]) -> list[str]:
+    """`values` with paths under mounted ConfigMaps and Secrets pointing at their local copies."""
     for mount in sorted(mounts, key=len, reverse=True):
         pattern = re.compile(r"(?<![\w/.])" + re.escape(mount) + r"(?=/|$)")
-        argv = [pattern.sub(lambda _m, local=mounts[mount]: local, a) for a in argv]
-    return argv
+        values = [pattern.sub(lambda _m, local=mounts[mount]: local, a) for a in values]
+    return values
+
+
+def container_argv(c: dict, mounts: dict[str, str]) -> list[str]:
+    """The container's arguments after the binary, with paths under mounts made local."""
+    return local_paths([*c.get("command", [])[1:], *c.get("args", [])], mounts)
 
 
 def arg_value(c: dict, flag: str) -> str | None:
@@ -414,7 +464,9 @@ def check_config(edgepool: str, w: dict, c: dict, objs: list[dict]) -> tuple[dic
         mounts, problems = materialize_mounts(w, c, objs, Path(tmp))
         if problems:
             return None, problems, []
-        env = {"PATH": image_path(c, Path(tmp)), **container_env(c, ns_of(w), objs)}
+        # Variables naming files in mounts (EDGEPOOL_NATS_TLS_CA) point at the local copies too.
+        env = container_env(c, ns_of(w), objs)
+        env = {"PATH": image_path(c, Path(tmp)), **dict(zip(env, local_paths(list(env.values()), mounts)))}
         return check_argv(edgepool, c, container_argv(c, mounts), env, secret_values(c, ns_of(w), objs))
 
 
@@ -423,7 +475,7 @@ def check_argv(edgepool: str, c: dict, argv: list[str], env: dict, secrets: dict
     if r.returncode == 0:
         # `--check` prints the configuration with secrets redacted: no value from a Secret may
         # show up as a token of its own (short values such as "1" would match by accident).
-        leaked = sorted(k for k, v in secrets.items() if len(v) >= 4 and re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", r.stdout))
+        leaked = sorted(k for k, v in secrets.items() if k not in NOT_SECRET and len(v) >= 4 and re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", r.stdout))
         if leaked:
             return None, [f"{c['name']}: --check prints the value of {', '.join(leaked)} (from a Secret)"], []
         return parse_check(r.stdout), [], []
@@ -466,7 +518,9 @@ def parse_duration(s: str) -> float:
     return total
 
 
-def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, strict_pending: bool) -> None:
+def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, strict_pending: bool, refs: list[dict]) -> None:
+    """`refs`: the objects the containers' ConfigMap and Secret references resolve against
+    (`objs`, plus those of the CONTEXT kustomization)."""
     problems, probe_problems, grace_problems, checked, all_pending = [], [], [], 0, []
     for w in workloads(objs):
         spec = pod_spec(w)
@@ -475,7 +529,7 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
             if not is_edgepool(c):
                 continue
             checked += 1
-            cfg, errs, pending = check_config(edgepool, w, c, objs)
+            cfg, errs, pending = check_config(edgepool, w, c, refs)
             problems += [f"{ident(w)}: {e}" for e in errs]
             all_pending += [f"{ident(w)}/{c['name']}: {PENDING[p]}" for p in pending]
             if cfg is None:
@@ -483,12 +537,15 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
             role = c.get("args", [None])[0]
             # The flags and variables the manifest sets must show up in the resolved config.
             # TOML has no null: a key that is not set is absent from the --check output.
-            if cfg["nats"].get("url") != container_env(c, ns_of(w), objs).get("EDGEPOOL_NATS_URL"):
+            if cfg["nats"].get("url") != container_env(c, ns_of(w), refs).get("EDGEPOOL_NATS_URL"):
                 problems.append(f"{ident(w)}: nats.url resolved to {cfg['nats'].get('url')}")
-            # Each role's inbox prefix is the one nats/auth.conf grants its user (docs/security.md).
-            want_inbox = INBOX_PREFIX.get(role)
-            if cfg["nats"]["inbox_prefix"] != want_inbox:
-                problems.append(f"{ident(w)}: nats.inbox_prefix resolved to {cfg['nats']['inbox_prefix']}, want {want_inbox}")
+            # Each role connects as its own user, with the inbox prefix nats/auth.conf grants that
+            # user (docs/security.md). Without a user (overlays/dev-insecure) any prefix works.
+            user = cfg["nats"].get("user")
+            if user is not None and user != NATS_USER.get(role):
+                problems.append(f"{ident(w)}: nats.user resolved to {user}, want {NATS_USER.get(role)}")
+            if user is not None and cfg["nats"]["inbox_prefix"] != INBOX_PREFIX.get(role):
+                problems.append(f"{ident(w)}: nats.inbox_prefix resolved to {cfg['nats']['inbox_prefix']}, want {INBOX_PREFIX.get(role)}")
             if cfg["log"]["format"] != "json":
                 problems.append(f"{ident(w)}: log.format is {cfg['log']['format']}, want json in Kubernetes")
             if role == "camera" and not cfg.get("cameras"):
@@ -533,9 +590,18 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
     rep.check(f"{name}: worker grace period > drain_timeout + pull_expires", grace_problems)
 
 
+def broker_config(name: str, replicas: int) -> str:
+    """The config file the broker starts with: users and TLS (nats-server-secure.conf), plus TLS
+    on the routes when clustered (nats-server-cluster.conf); plaintext only in INSECURE."""
+    if name in INSECURE:
+        return "nats-server.conf"
+    return "nats-server-cluster.conf" if replicas > 1 else "nats-server-secure.conf"
+
+
 def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
     problems = []
     conf = (K8S / "base" / "generated" / "nats-server.conf").read_text()
+    every_conf = "".join((K8S / "base" / "generated" / f).read_text() for f in NATS_CONFS)
     http_port = int(re.search(r"^http_port:\s*(\d+)", conf, re.M).group(1))
     sts = [o for o in objs if o["kind"] == "StatefulSet" and pod_labels(o).get("app.kubernetes.io/component") == "nats"]
     setup = [o for o in objs if o["kind"] == "Job" and o["metadata"]["name"] == "setup"]
@@ -556,6 +622,9 @@ def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
             for kind in ("livenessProbe", "readinessProbe"):
                 if kind not in other:
                     problems.append(f"{ident(s)}/{other['name']}: no {kind}")
+        want_conf = f"/etc/nats/{broker_config(name, replicas)}"
+        if flags.get("config") != want_conf:
+            problems.append(f"{ident(s)}: --config={flags.get('config')}, want {want_conf}")
         if flags.get("name") != "$(POD_NAME)":
             problems.append(f"{ident(s)}: server name must be the pod name (KEDA and routes use it)")
         routes = flags.get("routes", "")
@@ -573,8 +642,8 @@ def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
         svc = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == s["spec"]["serviceName"]]
         if not svc or svc[0]["spec"].get("clusterIP") != "None" or not svc[0]["spec"].get("publishNotReadyAddresses"):
             problems.append(f"{ident(s)}: serviceName must be a headless Service publishing not-ready addresses")
-        if re.search(r"^\s*store_dir", conf, re.M) and "--store_dir" in " ".join(args):
-            problems.append("store_dir is both in nats-server.conf and on the command line")
+        if re.search(r"^\s*store_dir", every_conf, re.M) and "--store_dir" in " ".join(args):
+            problems.append("store_dir is both in nats/*.conf and on the command line")
     rep.check(f"{name}: NATS servers, routes, probes and stream replicas agree", problems, f"{len(sts)} StatefulSet")
 
 
@@ -823,6 +892,311 @@ def check_network_policies(rep: Report, name: str, objs: list[dict], extra: list
     rep.check(f"{name}: NetworkPolicies allow exactly the needed flows", problems, f"{len(want)} flows allowed, {len(sources) * len(inside)} pairs x ports probed")
 
 
+# ---------------------------------------------------------------- secure by default
+
+# A pod of the keda namespace other than the operator: the keda component's policy admits only
+# the operator.
+KEDA_OTHER = {"name": "keda-other", "namespace": "keda", "labels": {"app.kubernetes.io/name": "keda-admission-webhooks"}}
+# The broker's TLS settings (nats/tls.conf, nats/cluster-tls.conf) -> the key of Secret
+# nats-server whose file they must name.
+TLS_FILES = {"cert_file": "tls.crt", "key_file": "tls.key", "ca_file": "ca.crt"}
+
+Ref = tuple[str, str, str | None, bool]  # kind, name, key (None: all of them), optional
+
+
+def volume_sources(v: dict) -> list[tuple[str, str, dict]]:
+    """(kind, name, source) of each ConfigMap and Secret a volume holds: a `configMap` or `secret`
+    volume, or the sources of a `projected` one."""
+    out = []
+    for src in [v] if "configMap" in v or "secret" in v else v.get("projected", {}).get("sources", []):
+        if "secret" in src:
+            out.append(("Secret", src["secret"].get("secretName") or src["secret"].get("name"), src["secret"]))
+        elif "configMap" in src:
+            out.append(("ConfigMap", src["configMap"]["name"], src["configMap"]))
+    return out
+
+
+def volume_refs(v: dict) -> list[Ref]:
+    return [(kind, name, it["key"], src.get("optional", False)) for kind, name, src in volume_sources(v) for it in src.get("items") or [{"key": None}]]
+
+
+def container_refs(w: dict, c: dict) -> list[Ref]:
+    """Every ConfigMap and Secret the container reads: `envFrom`, `env[].valueFrom`, its mounts."""
+    out: list[Ref] = []
+    for kind, src, _o in env_sources(c, ns_of(w), []):
+        ref = src.get("secretRef") or src["configMapRef"]
+        out.append((kind, ref["name"], None, ref.get("optional", False)))
+    for e in c.get("env", []):
+        for kind, field in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+            if ref := e.get("valueFrom", {}).get(field):
+                out.append((kind, ref["name"], ref["key"], ref.get("optional", False)))
+    vols = {v["name"]: v for v in pod_spec(w).get("volumes", [])}
+    return out + [r for m in c.get("volumeMounts", []) for r in volume_refs(vols.get(m["name"], {}))]
+
+
+def pod_refs(w: dict) -> list[Ref]:
+    """container_refs of every container of the pod, and the pod's volumes (mounted or not)."""
+    spec = pod_spec(w)
+    out = [r for c in spec.get("initContainers", []) + spec["containers"] for r in container_refs(w, c)]
+    return out + [r for v in spec.get("volumes", []) for r in volume_refs(v)]
+
+
+def monitor_refs(o: dict) -> list[Ref]:
+    """The Secrets a ServiceMonitor's or PodMonitor's endpoints authenticate with."""
+    out: list[Ref] = []
+    for ep in o["spec"].get("endpoints", []) + o["spec"].get("podMetricsEndpoints", []):
+        for ref in (ep.get("authorization", {}).get("credentials"), ep.get("bearerTokenSecret")):
+            if ref:
+                out.append(("Secret", ref["name"], ref.get("key"), ref.get("optional", False)))
+    return out
+
+
+def mounted_files(w: dict, c: dict, objs: list[dict]) -> dict[str, tuple[str, str, str]]:
+    """Path in the container -> (kind, name, key) of each file its ConfigMap, Secret and projected
+    mounts hold: the volume's `items`, else every key of the rendered object."""
+    vols, out = {v["name"]: v for v in pod_spec(w).get("volumes", [])}, {}
+    for m in c.get("volumeMounts", []):
+        for kind, name, src in volume_sources(vols.get(m["name"], {})):
+            o = find(objs, kind, ns_of(w), name)
+            for it in src.get("items") or [{"key": k, "path": k} for k in (object_data(o) if o else {})]:
+                if "subPath" not in m:
+                    out[f"{m['mountPath'].rstrip('/')}/{it['path']}"] = (kind, name, it["key"])
+                elif it["path"] == m["subPath"]:
+                    out[m["mountPath"]] = (kind, name, it["key"])
+    return out
+
+
+def file_text(objs: list[dict], ns: str, source: tuple[str, str, str]) -> str | None:
+    o = find(objs, source[0], ns, source[1])
+    return object_data(o).get(source[2]) if o else None
+
+
+def conf_text(text: str) -> str:
+    """A nats-server config without its comments and quoted strings (bcrypt hashes hold `$`)."""
+    return "\n".join(re.sub(r"(^|\s)#.*$", "", re.sub(r'"[^"]*"', '""', line)) for line in text.splitlines())
+
+
+def include_chain(conf: str, files: dict[str, tuple[str, str, str]], objs: list[dict], ns: str) -> dict[str, str | None]:
+    """The config file and every file it includes, recursively (an `include` is relative to the
+    including file): path in the container -> text, None where no rendered object holds it."""
+    chain: dict[str, str | None] = {}
+    todo = [conf]
+    while todo:
+        path = todo.pop(0)
+        if path in chain:
+            continue
+        chain[path] = text = file_text(objs, ns, files[path]) if path in files else None
+        for inc in re.findall(r"^\s*include\s+['\"]?([^'\"\s;]+)", text or "", re.M):
+            todo.append(os.path.normpath(os.path.join(os.path.dirname(path), inc)))
+    return chain
+
+
+def decode_cert(pem: str) -> dict:
+    """A PEM certificate's fields, as `ssl.getpeercert()` gives them (subject, issuer,
+    subjectAltName), through the standard library's only X.509 parser."""
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as f:
+        f.write(pem)
+        f.flush()
+        return ssl._ssl._test_decode_cert(f.name)
+
+
+def cert_names(pem: str) -> set[str]:
+    """The DNS names and addresses a certificate is valid for."""
+    return {v for _kind, v in decode_cert(pem).get("subjectAltName", ())}
+
+
+def issued_by(pem: str, ca_pem: str) -> bool:
+    return decode_cert(pem)["issuer"] == decode_cert(ca_pem)["subject"]
+
+
+def cert_covers(names: set[str], host: str) -> bool:
+    """TLS host name matching: exactly, or a `*.` wildcard standing for one label."""
+    return host in names or any(n.startswith("*.") and host.partition(".")[2] == n[2:] for n in names)
+
+
+def url_hosts(urls: str) -> list[str]:
+    return [re.sub(r"^\w+://", "", u.strip()).rsplit(":", 1)[0].rsplit("@", 1)[-1] for u in urls.split(",") if u.strip()]
+
+
+def broker_pods(objs: list[dict]) -> list[tuple[dict, dict]]:
+    """(StatefulSet, its nats container) of each NATS broker."""
+    sts = [o for o in workloads(objs) if pod_labels(o).get("app.kubernetes.io/component") == "nats"]
+    return [(s, next(c for c in pod_spec(s)["containers"] if c["name"] == "nats")) for s in sts]
+
+
+def check_broker(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> None:
+    """The broker's config, followed through its includes: users (auth.conf) and TLS from Secret
+    nats-server everywhere but in INSECURE, which must be plaintext throughout. `refs`: the objects
+    references resolve against, as in check_containers."""
+    problems, files_seen = [], 0
+    for s, c in broker_pods(objs):
+        ns, env, where, replicas = ns_of(s), container_env(c, ns_of(s), refs), ident(s), s["spec"]["replicas"]
+        files = mounted_files(s, c, refs)
+        conf = arg_value(c, "--config") or ""
+        chain = include_chain(conf, files, refs, ns)
+        files_seen += len(chain)
+        text = conf_text("\n".join(t or "" for t in chain.values()))
+        has_auth = any(p.endswith("/auth.conf") for p in chain) or re.search(r"^\s*authorization\s*[{:]", text, re.M)
+        has_tls = re.search(r"^\s*tls\s*[{:]", text, re.M)
+        problems += [f"{where}: {conf} includes {p}, which no volume of the container holds" for p in chain if p not in files]
+        if name in INSECURE:
+            if has_auth or has_tls:
+                problems.append(f"{where}: {name} is the plaintext overlay, but {conf} includes users or TLS ({sorted(chain)})")
+            if "nats-server" in {r[1] for r in pod_refs(s) if r[0] == "Secret"}:
+                problems.append(f"{where}: mounts Secret nats-server, which {name} does not render")
+            continue
+        if not has_auth:
+            problems.append(f"{where}: {conf} ({sorted(chain)}) has no users: only {sorted(INSECURE)} may run without auth")
+        here = os.path.dirname(conf)
+        if files.get(f"{here}/auth.conf") != ("Secret", "nats-server", "auth.conf") or f"{here}/auth.conf" not in chain:
+            problems.append(f"{where}: {conf} must include {here}/auth.conf from Secret nats-server (the users of `edgepool auth init`)")
+        if f"{here}/tls.conf" not in chain or not has_tls:
+            problems.append(f"{where}: {conf} must include {here}/tls.conf: clients without TLS must be refused")
+        if (f"{here}/cluster-tls.conf" in chain) != (replicas > 1):
+            problems.append(f"{where}: {replicas} server(s) {'need' if replicas > 1 else 'take no'} route TLS (cluster-tls.conf) in {conf}")
+        for field, value in re.findall(r"^\s*(cert_file|key_file|ca_file)\s*:\s*(\S+)", text, re.M):
+            path = env.get(value[1:]) if value.startswith("$") else value.strip("'\"")
+            if files.get(path or "") != ("Secret", "nats-server", TLS_FILES[field]):
+                problems.append(f"{where}: {field} {value} is {path}, not the file of Secret nats-server's {TLS_FILES[field]}")
+        for var in sorted(set(re.findall(r"\$([A-Za-z_]\w*)", text)) - env.keys()):
+            problems.append(f"{where}: the config uses ${var}, which the container's environment does not set")
+        server = object_data(find(refs, "Secret", ns, "nats-server") or {"kind": "Secret"})
+        if {"tls.crt", "ca.crt"} <= server.keys():  # else check_references says what is missing
+            names = cert_names(server["tls.crt"])
+            problems += [f"{where}: the server certificate is not valid for route host {h}" for h in url_hosts(arg_value(c, "--routes") or "") if not cert_covers(names, h)]
+            if not issued_by(server["tls.crt"], server["ca.crt"]):
+                problems.append(f"{where}: Secret nats-server's tls.crt is not issued by its ca.crt")
+    if name in INSECURE:
+        # Plaintext throughout, so it cannot be mistaken for a secure deployment that lost its TLS.
+        for w in workloads(objs):
+            for c in (c for c in pod_spec(w)["containers"] if is_edgepool(c)):
+                env = container_env(c, ns_of(w), refs)
+                if not env.get("EDGEPOOL_NATS_URL", "").startswith("nats://") or env.get("EDGEPOOL_NATS_TLS_REQUIRED") == "true":
+                    problems.append(f"{ident(w)}/{c['name']}: EDGEPOOL_NATS_URL {env.get('EDGEPOOL_NATS_URL')} (TLS required: {env.get('EDGEPOOL_NATS_TLS_REQUIRED')}), want plaintext nats://")
+            if {r[1] for r in pod_refs(w) if r[0] == "Secret"} & {"sink-http", "nats-server"}:
+                problems.append(f"{ident(w)}: refers to a Secret of the secure overlays' (sink-http, nats-server)")
+        rep.check(f"{name}: plaintext on purpose and the only one: the broker has no users or TLS, clients dial nats://, the sink no token", problems)
+        return
+    rep.check(f"{name}: the broker requires users and TLS (its config's includes, Secret nats-server's auth.conf and certificate, the env paths at them)", problems, f"{files_seen} config files followed")
+
+
+def check_clients_tls(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> None:
+    """Every NATS client (edgepool container) dials tls://, requires TLS and verifies the broker
+    with the CA of the mounted Secret nats-ca, the one that issued the broker's certificate."""
+    problems, n = [], 0
+    for w in workloads(objs):
+        ns = ns_of(w)
+        server = object_data(find(refs, "Secret", ns, "nats-server") or {"kind": "Secret"})
+        names = cert_names(server["tls.crt"]) if "tls.crt" in server else set()
+        for c in (c for c in pod_spec(w)["containers"] if is_edgepool(c)):
+            n += 1
+            where, env = f"{ident(w)}/{c['name']}", container_env(c, ns, refs)
+            url = env.get("EDGEPOOL_NATS_URL", "")
+            if not url or any(not u.strip().startswith("tls://") for u in url.split(",")):
+                problems.append(f"{where}: EDGEPOOL_NATS_URL is {url or 'not set'}, want tls://")
+            problems += [f"{where}: the server certificate is not valid for {h}, the host of EDGEPOOL_NATS_URL" for h in url_hosts(url) if names and not cert_covers(names, h)]
+            if env.get("EDGEPOOL_NATS_TLS_REQUIRED") != "true":
+                problems.append(f"{where}: EDGEPOOL_NATS_TLS_REQUIRED is {env.get('EDGEPOOL_NATS_TLS_REQUIRED')}, want true")
+            ca = env.get("EDGEPOOL_NATS_TLS_CA", "")
+            src = mounted_files(w, c, refs).get(ca)
+            if src is None or src[:2] != ("Secret", "nats-ca"):
+                problems.append(f"{where}: EDGEPOOL_NATS_TLS_CA={ca or '(not set)'} is not a file of a mounted Secret nats-ca")
+            elif "ca.crt" in server and file_text(refs, ns, src) != server["ca.crt"]:
+                problems.append(f"{where}: {ca} is not the CA of the broker's certificate (Secret nats-server's ca.crt)")
+    rep.check(f"{name}: every NATS client dials tls://, requires TLS and verifies the broker with the mounted Secret nats-ca", problems, f"{n} containers")
+
+
+def check_role_secrets(rep: Report, name: str, objs: list[dict]) -> None:
+    """Each pod reads only its own role's Secrets (OWN_SECRETS): an edgepool container or the
+    broker exactly those, any other container (the exporter, init containers) none."""
+    problems, n = [], 0
+    for w in workloads(objs):
+        own = OWN_SECRETS.get(pod_labels(w).get("app.kubernetes.io/component"), set())
+        pod = {r[1] for r in pod_refs(w) if r[0] == "Secret"} & ROLE_SECRETS
+        if pod - own:
+            problems.append(f"{ident(w)}: its pod refers to {sorted(pod - own)}, another role's")
+        spec = pod_spec(w)
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            n += 1
+            got = {r[1] for r in container_refs(w, c) if r[0] == "Secret"} & ROLE_SECRETS
+            want = own if is_edgepool(c) or (c["name"] == "nats" and own == OWN_SECRETS["nats"]) else set()
+            if got - want:
+                problems.append(f"{ident(w)}/{c['name']}: reads {sorted(got - want)}, not its own ({sorted(want) or 'none'})")
+            if name not in INSECURE and want - got:
+                problems.append(f"{ident(w)}/{c['name']}: does not read its own {sorted(want - got)}")
+    rep.check(f"{name}: each container reads only its own role's Secrets (nats-<role>; sink-http: sink; nats-server: the broker)", problems, f"{n} containers")
+
+
+def check_references(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> None:
+    """Every ConfigMap and Secret a pod or monitor refers to is rendered (in `refs`), in its
+    namespace, with the keys it uses: `optional: true` would hide a missing one until the broker
+    refuses the client."""
+    wanted = {(ident(o), ns_of(o), *r) for o in workloads(objs) for r in pod_refs(o)}
+    wanted |= {(ident(o), ns_of(o), *r) for o in objs if o["kind"] in ("ServiceMonitor", "PodMonitor") for r in monitor_refs(o)}
+    problems = []
+    for who, ns, kind, ref, key, optional in sorted(wanted, key=str):
+        found = find(refs, kind, ns, ref)
+        if found is None:
+            problems.append(f"{who}: {kind} {ref}{' (optional)' if optional else ''} is not rendered in namespace {ns}")
+        elif key is not None and key not in object_data(found):
+            problems.append(f"{who}: {kind} {ref} has no key {key}")
+    rep.check(f"{name}: every ConfigMap and Secret the pods and monitors refer to is rendered, in their namespace, with the keys used", problems, f"{len(wanted)} references")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = (ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln and not ln.lstrip().startswith("#"))
+    return {k.strip(): v.strip() for k, v in lines}
+
+
+def check_secret_contents(rep: Report, name: str, objs: list[dict], creds: Path) -> None:
+    """What `edgepool auth init` leaves with the operator stays out of the cluster: the CA's key,
+    and the credentials of clients outside it (subscriber.env, camera-<id>.env). The only private
+    key in a Secret is the broker's own (nats-server's tls.key); none is in a ConfigMap."""
+    problems, n = [], 0
+    ca_key = (creds / "ca.key").read_text().strip()
+    outside = {f.name: env_file(f) for f in sorted(creds.glob("*.env")) if f.name == "subscriber.env" or f.name.startswith("camera-")}
+    for o in (o for o in objs if o["kind"] in ("Secret", "ConfigMap")):
+        for key, value in object_data(o).items():
+            n += 1
+            where = f"{ident(o)}[{key}]"
+            if key == "ca.key" or ca_key in value:
+                problems.append(f"{where}: holds the CA's private key (ca.key stays with the operator)")
+            elif "PRIVATE KEY" in value and (o["kind"], o["metadata"]["name"], key) != ("Secret", "nats-server", "tls.key"):
+                problems.append(f"{where}: holds a private key; only Secret nats-server's tls.key may")
+            for f, env in outside.items():
+                password, user = env.get("EDGEPOOL_NATS_PASSWORD"), env.get("EDGEPOOL_NATS_USER")
+                if (password and password in value) or (key.endswith("_USER") and value == user):
+                    problems.append(f"{where}: holds the credentials of {f}, a client outside the cluster")
+    if not outside or len(outside) != 1 + len(STAGED_CAMERAS):
+        problems.append(f"{creds}: `edgepool auth init` wrote {sorted(outside)}, want subscriber.env and camera-<id>.env of {STAGED_CAMERAS}")
+    rep.check(f"{name}: no CA key, no private key but the broker's, no outside client's credentials in a Secret or ConfigMap", problems, f"{n} keys")
+
+
+def check_monitor_port(rep: Report, name: str, objs: list[dict]) -> None:
+    """The exporter sidecar reads the broker's monitoring port over localhost: no NetworkPolicy
+    opens it, but the keda component's, to KEDA's operator (when FLOWS has that flow)."""
+    conf = (K8S / "base" / "generated" / "nats-server.conf").read_text()
+    port = int(re.search(r"^http_port:\s*(\d+)", conf, re.M).group(1))
+    keda_policy = yaml.safe_load((K8S / "components" / "keda" / "networkpolicy.yaml").read_text())["metadata"]["name"]
+    want = {src for src, dst, p in FLOWS[name] if dst == "nats" and p == port}
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    ns_labels = {o["metadata"]["name"]: {**o["metadata"].get("labels", {}), "kubernetes.io/metadata.name": o["metadata"]["name"]} for o in objs if o["kind"] == "Namespace"}
+    only_keda = {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}
+    problems, got = [], set()
+    for nats in (ep for ep in endpoints(objs) if ep["name"] == "nats"):
+        for p in (p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"]) and ns_of(p) == nats["namespace"] and matches(p["spec"]["podSelector"], nats["labels"])):
+            for rule in (r for r in p["spec"].get("ingress", []) if port_matches(r.get("ports"), port, nats)):
+                if p["metadata"]["name"] != keda_policy or not want:
+                    problems.append(f"{ident(p)} admits ingress to the NATS pods on {port} from {rule.get('from', 'anywhere')}")
+                elif not rule.get("from") or any(x.get("namespaceSelector") != only_keda or "ipBlock" in x for x in rule["from"]):
+                    problems.append(f"{ident(p)} admits {port} from {rule.get('from', 'anywhere')}, want only from namespace keda")
+        probes = [*endpoints(objs), PROMETHEUS, KEDA, KEDA_OTHER, OTHER_POD, LAN_CAMERA, INTERNET]
+        got |= {src["name"] for src in probes if allowed(policies, "Ingress", nats, src, port, nats, ns_labels)}
+    if got != want:
+        problems.append(f"sources admitted to nats:{port}: {sorted(got)}, want {sorted(want)}")
+    rep.check(f"{name}: NATS monitoring port {port} admits {sorted(want) or 'no one'} over the network (the exporter reads it over localhost)", problems)
+
+
 # ---------------------------------------------------------------- pod security
 
 
@@ -881,11 +1255,17 @@ def check_pod_security(rep: Report, name: str, objs: list[dict]) -> None:
 # ---------------------------------------------------------------- copies and dashboard
 
 
+# The broker's config files, copied from nats/ to k8s/base/generated/ (ConfigMap nats-config);
+# auth.conf is not among them: each deployment's comes from `edgepool auth init`.
+NATS_CONFS = ("nats-server.conf", "nats-server-secure.conf", "nats-server-cluster.conf", "tls.conf", "cluster-tls.conf")
+
+
 def check_generated(rep: Report) -> None:
     problems, notes = [], ""
-    src, dst = ROOT / "nats" / "nats-server.conf", K8S / "base" / "generated" / "nats-server.conf"
-    if src.read_bytes() != dst.read_bytes():
-        problems.append(f"{dst.relative_to(ROOT)} differs from {src.relative_to(ROOT)}: run `just k8s-sync`")
+    for f in NATS_CONFS:
+        src, dst = ROOT / "nats" / f, K8S / "base" / "generated" / f
+        if not dst.exists() or src.read_bytes() != dst.read_bytes():
+            problems.append(f"{dst.relative_to(ROOT)} differs from {src.relative_to(ROOT)}: run `just k8s-sync`")
     dsrc, ddst = ROOT / "grafana" / "dashboards" / "edgepool.json", K8S / "base" / "generated" / "edgepool-dashboard.json"
     if dsrc.exists():
         if dsrc.read_bytes() != ddst.read_bytes():
@@ -895,7 +1275,11 @@ def check_generated(rep: Report) -> None:
         if "placeholder" not in json.loads(ddst.read_text()).get("tags", []):
             problems.append(f"{dsrc.relative_to(ROOT)} is missing and the k8s copy is not the placeholder")
         notes = "grafana/dashboards/edgepool.json not written yet: placeholder in use"
-    rep.check("generated copies match nats/nats-server.conf and grafana/dashboards/edgepool.json", problems, notes)
+    gens = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text()).get("configMapGenerator", [])
+    listed = next((g.get("files", []) for g in gens if g["name"] == "nats-config"), [])
+    if sorted(listed) != sorted(f"{f}=generated/{f}" for f in NATS_CONFS):
+        problems.append(f"k8s/base/kustomization.yaml: ConfigMap nats-config holds {listed}, want each of {list(NATS_CONFS)} from generated/")
+    rep.check(f"generated copies match nats/{{{','.join(NATS_CONFS)}}} and grafana/dashboards/edgepool.json", problems, notes)
 
 
 def check_image_tools(rep: Report) -> None:
@@ -947,22 +1331,40 @@ def main() -> int:
     rep = Report()
     crds = load_crd_schemas()
     staging = tempfile.TemporaryDirectory(prefix="edgepool-k8s-")
-    root = stage_tree(Path(staging.name))
-    by_hand = render(args.kubectl, "jobs/model-push", root)
+    root = stage_tree(Path(staging.name), args.edgepool)
+    rendered: dict[str, list[dict]] = {}
+
+    def objects(name: str) -> list[dict]:
+        if name not in rendered:
+            rendered[name] = render(args.kubectl, name, root)
+        return rendered[name]
+
+    by_hand = objects("jobs/model-push")
     check_generated(rep)
     check_image_tools(rep)
     check_dashboard_metrics(rep, args.edgepool)
     check_sink_serves(rep, args.edgepool)
     for name in KUSTOMIZATIONS:
-        objs = render(args.kubectl, name, root)
-        print(f"-- k8s/{name}: {len(objs)} objects rendered")
+        objs = objects(name)
+        refs = objs + (objects(CONTEXT[name]) if name in CONTEXT else [])
+        print(f"-- k8s/{name}: {len(objs)} objects rendered" + (f", references resolved with k8s/{CONTEXT[name]}'s" if name in CONTEXT else ""))
         validate_schemas(rep, name, objs, crds)
-        check_containers(rep, name, objs, args.edgepool, strict_pending)
+        check_containers(rep, name, objs, args.edgepool, strict_pending, refs)
         check_pod_security(rep, name, objs)
         check_selectors(rep, name, objs) if name != "jobs/model-push" else None
+        check_role_secrets(rep, name, objs)
+        check_secret_contents(rep, name, objs, root / CREDENTIALS)
+        if broker_pods(objs):
+            check_broker(rep, name, objs, refs)
+        if name not in INSECURE:
+            check_clients_tls(rep, name, objs, refs)
+        if name not in INSECURE and name != "base":
+            # base alone renders no credentials (the overlays add them): it has nothing to resolve.
+            check_references(rep, name, objs, refs)
         if name in FLOWS:
             check_nats(rep, name, objs)
             check_network_policies(rep, name, objs, by_hand)
+            check_monitor_port(rep, name, objs)
     staging.cleanup()
     print(f"k8s: {rep.passed} passed, {rep.failed} failed")
     return 1 if rep.failed else 0
