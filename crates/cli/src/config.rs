@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use edgepool_camera::PublisherConfig;
 use edgepool_camera::config::{CameraEntry, VideoConfig};
 use edgepool_detector::DetectorConfig;
+use edgepool_gateway::GatewayConfig;
 use edgepool_nats::NatsConfig;
 use edgepool_runtime::telemetry::LogConfig;
 use edgepool_sink::SinkConfig;
@@ -63,6 +64,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub publisher: PublisherConfig,
     pub sink: SinkConfig,
+    /// `edgepool gateway`: the DeepStack / CodeProject.AI API.
+    pub gateway: GatewayConfig,
     pub log: LogConfig,
     /// Defaults for video cameras (`edgepool camera`).
     pub video: VideoConfig,
@@ -176,6 +179,7 @@ pub fn load(
     fig = fig.merge(Serialized::from(flags.dict(), Profile::Default));
     let cfg: Config = fig.extract().map_err(describe)?;
     cfg.worker.validate().map_err(anyhow::Error::msg)?;
+    cfg.gateway.validate()?;
     Ok(cfg)
 }
 

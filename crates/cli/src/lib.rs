@@ -36,8 +36,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// TOML configuration file (sections: nats, model, detector, worker, publisher, sink, log,
-    /// video, cameras.<id>).
+    /// TOML configuration file (sections: nats, model, detector, worker, publisher, sink,
+    /// gateway, log, video, cameras.<id>).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// NATS server URL(s), comma separated [env: EDGEPOOL_NATS_URL]. `edgepool demo` starts
@@ -105,6 +105,9 @@ pub enum Command {
     Model(cmd::model::ModelCommand),
     /// Read results: dedupe, Prometheus metrics, JSONL file, live feed (/events), the live page (/).
     Sink(cmd::sink::SinkArgs),
+    /// The pool as a DeepStack / CodeProject.AI object-detection server (POST
+    /// /v1/vision/detection) for Frigate, Blue Iris, Agent DVR and Home Assistant.
+    Gateway(cmd::gateway::GatewayArgs),
     /// Tail detection results in the terminal.
     Watch(cmd::watch::WatchArgs),
     /// Run the whole pipeline locally on an embedded nats-server, with a summary.
@@ -135,6 +138,7 @@ impl Command {
             Self::Camera(a) => a.overrides(),
             Self::Worker(a) => a.overrides(),
             Self::Sink(a) => a.overrides(),
+            Self::Gateway(a) => a.overrides(),
             Self::Demo(a) => a.overrides(),
             _ => Overrides::default(),
         }
@@ -180,6 +184,7 @@ pub fn main() -> ExitCode {
         Command::Worker(a) => cmd::worker::run(&cli.global, a),
         Command::Model(m) => cmd::model::run(&cli.global, m),
         Command::Sink(a) => cmd::sink::run(&cli.global, a),
+        Command::Gateway(a) => cmd::gateway::run(&cli.global, a),
         Command::Watch(a) => cmd::watch::run(&cli.global, a),
         Command::Demo(a) => cmd::demo::run(&cli.global, a),
         Command::Status(a) => cmd::status::run(&cli.global, a),

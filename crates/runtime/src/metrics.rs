@@ -430,6 +430,43 @@ def!(
 );
 def!(JS_UP, "edgepool_sink_jetstream_up", Gauge, "boolean", [], "1 when the last stream/consumer info poll succeeded.");
 
+// Gateway (the DeepStack / CodeProject.AI API in front of the pool).
+def!(
+    GATEWAY_REQUESTS,
+    "edgepool_gateway_requests_total",
+    Counter,
+    "requests",
+    ["api", "outcome"],
+    "Requests answered, by API (`detection`, `list`, `status`, `other`) and outcome: `ok`, `bad_request` \
+     (no or bad image, bad field, bad body), `unauthorized` (API key), `too_large`, `overloaded` (503 at \
+     `gateway.max_in_flight`), `timeout` (no result within `gateway.timeout`), `unavailable` (broker)."
+);
+def!(
+    GATEWAY_SECONDS,
+    "edgepool_gateway_request_seconds",
+    Histogram(LATENCY_BUCKETS),
+    "seconds",
+    ["api"],
+    "Time from a request's arrival to its answer, as the client sees it minus the network."
+);
+def!(
+    GATEWAY_OVERHEAD,
+    "edgepool_gateway_overhead_seconds",
+    Histogram(STAGE_BUCKETS),
+    "seconds",
+    [],
+    "A successful detection's round trip minus the worker's own time (decode to post-processing): the \
+     queue, the broker and the gateway."
+);
+def!(
+    GATEWAY_IN_FLIGHT,
+    "edgepool_gateway_in_flight_requests",
+    Gauge,
+    "requests",
+    [],
+    "Requests waiting for their result now; at `gateway.max_in_flight` new ones get 503."
+);
+
 /// Every metric, in documentation order.
 pub const CATALOG: &[Def] = &[
     CAMERA_PUBLISHED,
@@ -476,6 +513,10 @@ pub const CATALOG: &[Def] = &[
     SINK_VIEWS_REFUSED,
     SINK_SNAPSHOTS,
     SINK_RENDERS,
+    GATEWAY_REQUESTS,
+    GATEWAY_SECONDS,
+    GATEWAY_OVERHEAD,
+    GATEWAY_IN_FLIGHT,
 ];
 
 /// The standard `process_*` series of the prometheus crate's process collector (Linux), served

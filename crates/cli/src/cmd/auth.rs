@@ -15,7 +15,7 @@ use edgepool_wire::CameraId;
 #[derive(Debug, clap::Subcommand)]
 pub enum AuthCommand {
     /// Create DIR with a CA, a NATS server certificate, a user and password per role (admin,
-    /// setup, worker, sink, subscriber, cameras) and per camera, the server's auth.conf (bcrypt
+    /// setup, worker, sink, subscriber, cameras, gateway) and per camera, the server's auth.conf (bcrypt
     /// hashes only) and a token for the sink's page. Every file is mode 0600. An existing DIR is never
     /// overwritten without --force.
     Init(InitArgs),
@@ -46,7 +46,7 @@ pub struct InitArgs {
 }
 
 /// The roles of `nats/auth.conf`, each a user of that name.
-pub const ROLES: [&str; 6] = ["admin", "setup", "worker", "sink", "subscriber", "cameras"];
+pub const ROLES: [&str; 7] = ["admin", "setup", "worker", "sink", "subscriber", "cameras", "gateway"];
 
 /// bcrypt's cost for the stored hashes: nats-server checks one per connection.
 const BCRYPT_COST: u32 = 11;
@@ -106,6 +106,11 @@ fn init(args: &InitArgs) -> anyhow::Result<ExitCode> {
     let sink_http =
         format!("EDGEPOOL_SINK_TOKEN={}\nEDGEPOOL_SINK_METRICS_TOKEN={}\n", random_token()?, random_token()?);
     write("sink-http.env", &sink_http)?;
+    // The gateway's API key (DeepStack's `api_key` field; what Frigate, Blue Iris and Home
+    // Assistant are configured with) and its /metrics token.
+    let gateway_http =
+        format!("EDGEPOOL_GATEWAY_API_KEY={}\nEDGEPOOL_GATEWAY_METRICS_TOKEN={}\n", random_token()?, random_token()?);
+    write("gateway-http.env", &gateway_http)?;
 
     println!("wrote {} (mode 0700), every file mode 0600:", args.dir.display());
     for f in &files {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod camera;
 pub mod demo;
 pub mod detect;
+pub mod gateway;
 pub mod model;
 pub mod setup;
 pub mod sink;

@@ -11,7 +11,7 @@ use crate::common::{add_worker, cluster, engine, expected_labels};
 
 /// The Python with nats-py and jsonschema: `$EDGEPOOL_TEST_PYTHON`, else the tools venv that
 /// `cargo xtask tools` makes. Missing is a failure with instructions, not a skip.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("EDGEPOOL_TEST_PYTHON") {
         return PathBuf::from(p);
     }

@@ -10,6 +10,7 @@
 //! - [`devices`]: the device a worker runs on, in metrics, the fleet registry and `status`.
 //! - [`connect_errors`]: what each role says when the broker cannot be reached or refuses it.
 //! - [`stop`]: every role stops cleanly on SIGINT/SIGTERM, broker or no broker (issue #17).
+//! - [`gateway`]: the DeepStack / CodeProject.AI API, driven by the clients people run.
 //! - [`view`]: camera snapshots, `latest.jpg` with its boxes, MJPEG streams, the viewer limit.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -20,6 +21,7 @@ mod connect_errors;
 mod devices;
 mod drain;
 mod fleet;
+mod gateway;
 mod interop;
 mod models;
 mod panic;

@@ -26,7 +26,8 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 /// Roles of `nats/auth.conf` and the environment variable each one's password comes from.
-const USERS: [(&str, &str); 8] = [
+const USERS: [(&str, &str); 9] = [
+    ("gateway", "EDGEPOOL_NATS_GATEWAY_PASSWORD"),
     ("admin", "EDGEPOOL_NATS_ADMIN_PASSWORD"),
     ("setup", "EDGEPOOL_NATS_SETUP_PASSWORD"),
     ("cameras", "EDGEPOOL_NATS_CAMERAS_PASSWORD"),
@@ -458,6 +459,29 @@ async fn the_cameras_pod_publishes_any_cameras_frames_and_reads_nothing() {
 }
 
 #[tokio::test]
+async fn the_gateway_publishes_its_frames_and_reads_only_their_results() {
+    let s = Secure::start();
+    let admin = s.setup().await;
+    let gw = s.js("gateway").await;
+    assert_eq!(publish_frame(gw.clone(), "gateway").await, (1, 0), "its own frames: acked");
+    assert_eq!(publish_frame(gw.clone(), "cam-1").await, (0, 1), "another camera's frames: refused");
+    s.wait_log(&violation("gateway", "Publish", "frames.cam-1")).await;
+    let mut own = gw.client().subscribe("detections.gateway").await.unwrap();
+    let _other = gw.client().subscribe("detections.cam-1").await.unwrap();
+    s.wait_log(&violation("gateway", "Subscription", "detections.cam-1")).await;
+    gw.client().flush().await.unwrap();
+    let worker = s.js("worker").await;
+    worker.publish("detections.gateway", "{}".into()).await.unwrap().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), own.next()).await.unwrap().unwrap();
+    assert_eq!(got.subject.as_str(), "detections.gateway");
+    let forged = gw.publish("detections.gateway", "{}".into()).await.unwrap().await;
+    assert!(forged.is_err(), "the gateway published a result");
+    assert!(gw.get_stream(FRAMES).await.is_err(), "the gateway read FRAMES");
+    assert!(gw.delete_stream(FRAMES).await.is_err(), "the gateway deleted FRAMES");
+    assert_eq!(messages(&admin, FRAMES).await, 1, "only its own frame was stored");
+}
+
+#[tokio::test]
 async fn unauthenticated_and_wrong_credentials_are_refused() {
     let s = Secure::start();
     let refused = |cfg: NatsConfig| async move {
@@ -816,7 +840,8 @@ async fn auth_init_writes_credentials_a_real_server_runs_on() {
     };
     let out = init(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let names = ["ca.crt", "ca.key", "nats-server.crt", "nats-server.key", "auth.conf", "sink-http.env"];
+    let names =
+        ["ca.crt", "ca.key", "nats-server.crt", "nats-server.key", "auth.conf", "sink-http.env", "gateway-http.env"];
     let roles = [
         "admin.env",
         "setup.env",
@@ -824,6 +849,7 @@ async fn auth_init_writes_credentials_a_real_server_runs_on() {
         "sink.env",
         "subscriber.env",
         "cameras.env",
+        "gateway.env",
         "camera-front-door.env",
         "camera-garage.env",
     ];
