@@ -91,6 +91,9 @@ fuzz_target!(|data: &[u8]| {
     if !meta.motion_regions.is_empty() {
         canonical.push((header::MOTION_REGIONS.to_owned(), format_regions(&meta.motion_regions)));
     }
+    if let Some(d) = meta.deadline {
+        canonical.push((header::DEADLINE.to_owned(), format_time(d).expect("an accepted deadline formats")));
+    }
     let again = FrameMeta::parse(&format!("frames.{}", meta.camera), |k| first(&canonical, k), payload)
         .expect("canonical headers of a parsed frame parse");
     assert_eq!(again, meta);

@@ -12,6 +12,7 @@ pub mod camera;
 pub mod chaos;
 pub mod detect;
 pub mod fleet;
+pub mod gateway;
 pub mod memory;
 pub mod overload;
 pub mod pipeline;
@@ -48,6 +49,9 @@ pub enum BenchCommand {
     Skew(skew::SkewArgs),
     /// Latency and stale drops at 50/100/150 % of fleet capacity; the overflow priority policy.
     Overload(overload::OverloadArgs),
+    /// What a DeepStack / CodeProject.AI client waits for through `edgepool gateway`, beside
+    /// in-process detection; behind a camera backlog with and without the interactive queue.
+    Gateway(gateway::GatewayArgs),
     /// Resident memory of a worker, a sink and a camera at a steady load.
     Memory(memory::MemoryArgs),
     /// What a camera costs before the pool: the motion check per frame at 1080p and 720p.
@@ -82,6 +86,7 @@ pub fn run(global: &Global, cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Camera(args) => camera::run(args),
         BenchCommand::Skew(args) => skew::run(global, args),
         BenchCommand::Overload(args) => overload::run(global, args),
+        BenchCommand::Gateway(args) => gateway::run(global, args),
         BenchCommand::Chaos(args) => chaos::run(global, args),
     }
 }

@@ -223,6 +223,7 @@ impl Publisher {
             traceparent: frame.traceparent,
             trigger: frame.trigger,
             motion_regions: frame.motion_regions,
+            deadline: None,
         };
         let headers = frame_headers(&meta)?;
         self.next_seq += 1;

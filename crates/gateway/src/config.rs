@@ -36,6 +36,11 @@ pub struct GatewayConfig {
     pub api_key: Option<Secret>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<Secret>,
+    /// Publish requests to the interactive queue REQUESTS, which workers take before the
+    /// cameras' FRAMES (default). `false` publishes them to FRAMES like a camera's frames, behind
+    /// any backlog: only for comparing the two (`edgepool bench gateway`); the NATS user
+    /// `gateway` of nats/auth.conf may not publish there.
+    pub priority: bool,
     /// Require this token for `/metrics` (`EDGEPOOL_GATEWAY_METRICS_TOKEN`); default open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_token: Option<Secret>,
@@ -52,6 +57,7 @@ impl Default for GatewayConfig {
             min_confidence: 0.4,
             api_key: None,
             api_keys: Vec::new(),
+            priority: true,
             metrics_token: None,
         }
     }

@@ -1,9 +1,12 @@
 //! The gateway's side of the pool: each request becomes one frame on the work queue, and waits
 //! for that frame's result.
 //!
-//! Frames go to `frames.<camera>` like any camera's; results come back on
-//! `detections.<camera>`, which the gateway reads with a plain subscription (they are stored in
-//! DETECTIONS too, like every result). Every request gets a random 53-bit sequence number, so
+//! Frames go to `requests.<camera>` (stream REQUESTS), which every worker slot asks before the
+//! cameras' FRAMES, so a request never queues behind a camera backlog; each carries its
+//! deadline (`Edgepool-Deadline`, the request's timeout), past which a worker that has not
+//! started it answers `stale` without inference. Results come back on `detections.<camera>`,
+//! which the gateway reads with a plain subscription (they are stored in DETECTIONS too, like
+//! every result). Every request gets a random 53-bit sequence number, so
 //! replicas sharing the camera id never take each other's results, and a restarted gateway never
 //! reuses a message id the broker still deduplicates. A waiting request is registered before its
 //! frame is published and unregistered when it is answered, times out or its client goes away:
@@ -39,7 +42,21 @@ type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<ResultMessage>>>>;
 pub struct Pool {
     js: jetstream::Context,
     camera: CameraId,
+    /// The subject requests go to: `requests.<camera>`, or `frames.<camera>` without priority.
+    subject: String,
     waiting: Waiting,
+    /// The task routing results; it stops when the last clone of the pool is dropped.
+    _router: Arc<AbortOnDrop>,
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Removes a waiting request however its handler ends (answer, timeout, dropped future).
@@ -57,14 +74,14 @@ impl Drop for Registration {
 impl Pool {
     /// Subscribes to the camera's results and starts routing them; the task ends with the
     /// subscription (the client closing).
-    pub async fn start(client: async_nats::Client, camera: CameraId) -> anyhow::Result<Self> {
+    pub async fn start(client: async_nats::Client, camera: CameraId, priority: bool) -> anyhow::Result<Self> {
         let subject = format!("{}.{camera}", edgepool_wire::frame::DETECTIONS_PREFIX);
         let mut results = client.subscribe(subject).await?;
         // The subscription must be on the server before the first frame can be answered.
         client.flush().await?;
         let waiting: Waiting = Arc::default();
         let routes = waiting.clone();
-        tokio::spawn(async move {
+        let router = tokio::spawn(async move {
             while let Some(msg) = results.next().await {
                 let Ok(result) = serde_json::from_slice::<ResultMessage>(&msg.payload) else {
                     tracing::warn!(subject = %msg.subject, "a result that does not parse; ignored");
@@ -78,7 +95,9 @@ impl Pool {
                 }
             }
         });
-        Ok(Self { js: jetstream::new(client), camera, waiting })
+        let prefix = if priority { edgepool_wire::frame::REQUESTS_PREFIX } else { edgepool_wire::frame::FRAMES_PREFIX };
+        let subject = format!("{prefix}.{camera}");
+        Ok(Self { js: jetstream::new(client), camera, subject, waiting, _router: Arc::new(AbortOnDrop(router)) })
     }
 
     /// Requests waiting for their result now.
@@ -99,19 +118,20 @@ impl Pool {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner).insert(seq, tx);
         let _registration = Registration { waiting: self.waiting.clone(), seq };
 
+        let now = time::OffsetDateTime::now_utc();
         let meta = FrameMeta {
             camera: self.camera.clone(),
             seq: FrameSeq(seq),
-            captured_at: time::OffsetDateTime::now_utc(),
+            captured_at: now,
             content_type,
             traceparent: None,
             trigger: None,
             motion_regions: Vec::new(),
+            deadline: Some(now + remaining(deadline)),
         };
         let headers = edgepool_nats::frame_headers(&meta).map_err(|e| PoolError::Publish(e.to_string()))?;
-        let subject = format!("{}.{}", edgepool_wire::frame::FRAMES_PREFIX, self.camera);
         let publish = async {
-            let ack = self.js.publish_with_headers(subject, headers, image).await?;
+            let ack = self.js.publish_with_headers(self.subject.clone(), headers, image).await?;
             ack.await.map(|_| ())
         };
         match tokio::time::timeout_at(deadline, publish).await {

@@ -23,6 +23,9 @@ pub fn frame_headers(meta: &FrameMeta) -> Result<HeaderMap, TimeOutOfRange> {
     if !meta.motion_regions.is_empty() {
         h.insert(header::MOTION_REGIONS, format_regions(&meta.motion_regions).as_str());
     }
+    if let Some(d) = meta.deadline {
+        h.insert(header::DEADLINE, format_time(d)?.as_str());
+    }
     Ok(h)
 }
 

@@ -25,17 +25,22 @@ pub const FRAMES: &str = "FRAMES";
 pub const DETECTIONS: &str = "DETECTIONS";
 /// Frames that failed for good.
 pub const DEADLETTER: &str = "DEADLETTER";
-/// The one durable pull consumer every worker shares.
+/// Interactive frames (the gateway's requests): every worker slot takes these first.
+pub const REQUESTS: &str = "REQUESTS";
+/// The one durable pull consumer every worker shares (one on FRAMES, one on REQUESTS).
 pub const DETECTORS: &str = "detectors";
 
 /// The definitions in `nats/`, compiled in so every binary applies the same thing.
-pub const STREAM_FILES: [(&str, &str); 3] = [
+pub const STREAM_FILES: [(&str, &str); 4] = [
     (FRAMES, include_str!("../../../nats/streams/FRAMES.json")),
+    (REQUESTS, include_str!("../../../nats/streams/REQUESTS.json")),
     (DETECTIONS, include_str!("../../../nats/streams/DETECTIONS.json")),
     (DEADLETTER, include_str!("../../../nats/streams/DEADLETTER.json")),
 ];
 /// `nats/consumers/FRAMES.detectors.json`: the workers' shared consumer.
 pub const DETECTORS_FILE: &str = include_str!("../../../nats/consumers/FRAMES.detectors.json");
+/// `nats/consumers/REQUESTS.detectors.json`: the workers' shared consumer of interactive frames.
+pub const REQUEST_DETECTORS_FILE: &str = include_str!("../../../nats/consumers/REQUESTS.detectors.json");
 /// `nats/consumers/DETECTIONS.sink.json`: the sink's consumer; each sink binds it under its own
 /// durable name (`sink.durable`), with `deliver_policy` `all` when it replays.
 pub const SINK_FILE: &str = include_str!("../../../nats/consumers/DETECTIONS.sink.json");

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use edgepool_wire::{fleet, snapshot};
 
-use crate::{DETECTORS, DETECTORS_FILE, FRAMES, SINK_FILE, STREAM_FILES};
+use crate::{DETECTORS, DETECTORS_FILE, FRAMES, REQUEST_DETECTORS_FILE, REQUESTS, SINK_FILE, STREAM_FILES};
 
 /// What `apply` did to one stream or consumer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,27 +78,10 @@ pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Ap
         report.push(Applied { kind: "stream", name: name.to_owned(), change });
     }
 
-    let desired: Value = serde_json::from_str(DETECTORS_FILE)?;
-    let config: consumer::pull::Config = serde_json::from_value(desired.clone())?;
-    let frames = js.get_stream(FRAMES).await?;
-    let change = match frames.consumer_info(DETECTORS).await {
-        Ok(info) => {
-            let current = serde_json::to_value(&info.config)?;
-            let fields = diff(&desired, &current);
-            if fields.is_empty() {
-                Change::Unchanged
-            } else {
-                frames.update_consumer(config).await?;
-                Change::Updated { fields }
-            }
-        }
-        Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => {
-            frames.create_consumer(config).await?;
-            Change::Created
-        }
-        Err(e) => return Err(e.into()),
-    };
-    report.push(Applied { kind: "consumer", name: format!("{FRAMES}/{DETECTORS}"), change });
+    for (stream, file) in [(FRAMES, DETECTORS_FILE), (REQUESTS, REQUEST_DETECTORS_FILE)] {
+        let change = ensure_consumer(js, stream, file).await?;
+        report.push(Applied { kind: "consumer", name: format!("{stream}/{DETECTORS}"), change });
+    }
 
     // The fleet registry: a key-value bucket whose entries expire unless refreshed.
     let change = ensure_kv(
@@ -133,6 +116,31 @@ pub async fn apply(js: &jetstream::Context, opts: SetupOptions) -> Result<Vec<Ap
     .await?;
     report.push(Applied { kind: "kv", name: snapshot::BUCKET.to_owned(), change });
     Ok(report)
+}
+
+/// Creates or updates the pull consumer of `file` on `stream`.
+async fn ensure_consumer(js: &jetstream::Context, stream: &str, file: &str) -> Result<Change, async_nats::Error> {
+    let desired: Value = serde_json::from_str(file)?;
+    let config: consumer::pull::Config = serde_json::from_value(desired.clone())?;
+    let name = config.durable_name.clone().unwrap_or_default();
+    let stream = js.get_stream(stream).await?;
+    Ok(match stream.consumer_info(&name).await {
+        Ok(info) => {
+            let current = serde_json::to_value(&info.config)?;
+            let fields = diff(&desired, &current);
+            if fields.is_empty() {
+                Change::Unchanged
+            } else {
+                stream.update_consumer(config).await?;
+                Change::Updated { fields }
+            }
+        }
+        Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => {
+            stream.create_consumer(config).await?;
+            Change::Created
+        }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 /// Creates the bucket unless it exists (an existing bucket is left as it is).

@@ -14,6 +14,9 @@ use crate::trigger::{Trigger, parse_regions};
 
 /// Subject prefix of frames: `frames.<camera>`.
 pub const FRAMES_PREFIX: &str = "frames";
+/// Subject prefix of interactive frames (`requests.<camera>`, stream REQUESTS): a request waiting
+/// on an HTTP client, which workers take before camera frames.
+pub const REQUESTS_PREFIX: &str = "requests";
 /// Subject prefix of results: `detections.<camera>`.
 pub const DETECTIONS_PREFIX: &str = "detections";
 /// Subject prefix of dead letters: `deadletter.<camera>`.
@@ -48,6 +51,10 @@ pub mod header {
     pub const ORIGINAL_SUBJECT: &str = "Edgepool-Original-Subject";
     /// On dead letters: the frame's sequence in the FRAMES stream.
     pub const STREAM_SEQ: &str = "Edgepool-Stream-Seq";
+    /// Optional: when the frame's answer stops being useful (RFC 3339). A frame with a deadline
+    /// is judged by it instead of the workers' staleness bound; past it a worker answers
+    /// `stale` without inference.
+    pub const DEADLINE: &str = "Edgepool-Deadline";
 }
 
 /// Encoded image formats the detector accepts.
@@ -152,14 +159,17 @@ pub struct FrameMeta {
     pub trigger: Option<Trigger>,
     /// Where the camera saw motion (empty when it did not say).
     pub motion_regions: Vec<BBox>,
+    /// When the answer stops being useful (requests waiting on a client), if the sender said.
+    pub deadline: Option<OffsetDateTime>,
 }
 
-/// The camera token of a `frames.<camera>` subject, validated or not.
+/// The camera token of a `frames.<camera>` or `requests.<camera>` subject, validated or not.
 ///
 /// Used to route error results when the rest of the frame is bad.
 #[must_use]
 pub fn subject_token(subject: &str) -> Option<&str> {
-    subject.strip_prefix(FRAMES_PREFIX)?.strip_prefix('.').filter(|t| !t.contains('.'))
+    let rest = subject.strip_prefix(FRAMES_PREFIX).or_else(|| subject.strip_prefix(REQUESTS_PREFIX))?;
+    rest.strip_prefix('.').filter(|t| !t.contains('.'))
 }
 
 impl FrameMeta {
@@ -227,7 +237,15 @@ impl FrameMeta {
                 why,
             })?,
         };
-        Ok(Self { camera, seq, captured_at, content_type, traceparent, trigger, motion_regions })
+        let deadline = match header(header::DEADLINE) {
+            None => None,
+            Some(v) => {
+                let bad = |why| FrameError::BadHeader { name: header::DEADLINE, value: truncate(v), why };
+                let t = OffsetDateTime::parse(v.trim(), &Rfc3339).map_err(|_| bad("not an RFC 3339 timestamp"))?;
+                Some(to_utc(t).map_err(|_| bad("its UTC year is outside 0000..=9999"))?)
+            }
+        };
+        Ok(Self { camera, seq, captured_at, content_type, traceparent, trigger, motion_regions, deadline })
     }
 }
 

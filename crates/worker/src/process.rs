@@ -88,7 +88,13 @@ pub(crate) fn freshness(env: &Envelope, meta: &FrameMeta, stale_after: Duration,
         return if ahead > max_skew { Freshness::Future(ahead) } else { Freshness::Fresh(Duration::ZERO) };
     }
     let wait = Duration::try_from(age).unwrap_or(Duration::MAX);
-    if wait > stale_after { Freshness::Stale(wait) } else { Freshness::Fresh(wait) }
+    // A frame with a deadline (a request a client waits for) is judged by it, not by the
+    // cameras' staleness bound: worth processing until the client stops waiting.
+    let expired = match meta.deadline {
+        Some(deadline) => env.taken_at > deadline,
+        None => wait > stale_after,
+    };
+    if expired { Freshness::Stale(wait) } else { Freshness::Fresh(wait) }
 }
 
 /// Inference on a blocking thread with this slot's own buffers; progress acks keep the frame
@@ -318,6 +324,20 @@ mod tests {
         // an absurd header.
         assert_eq!(taken(time::Duration::seconds(-10)), Freshness::Fresh(Duration::ZERO));
         assert_eq!(taken(time::Duration::seconds(-301)), Freshness::Future(Duration::from_secs(301)));
+    }
+
+    #[test]
+    fn a_request_is_judged_by_its_deadline_not_the_staleness_bound() {
+        let mut env = parse("requests.gateway", &good_headers(), JPEG);
+        let mut meta = env.meta.as_ref().unwrap().clone();
+        meta.deadline = Some(meta.captured_at + time::Duration::seconds(60));
+        env.taken_at = meta.captured_at + time::Duration::seconds(45);
+        assert_eq!(freshness(&env, &meta, STALE_AFTER, MAX_SKEW), Freshness::Fresh(Duration::from_secs(45)));
+        env.taken_at = meta.captured_at + time::Duration::seconds(61);
+        assert_eq!(freshness(&env, &meta, STALE_AFTER, MAX_SKEW), Freshness::Stale(Duration::from_secs(61)));
+        meta.deadline = Some(meta.captured_at + time::Duration::seconds(1));
+        env.taken_at = meta.captured_at + time::Duration::seconds(2);
+        assert_eq!(freshness(&env, &meta, STALE_AFTER, MAX_SKEW), Freshness::Stale(Duration::from_secs(2)));
     }
 
     #[test]

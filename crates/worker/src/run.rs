@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use edgepool_nats::FRAMES;
+use edgepool_nats::{DETECTORS, FRAMES, REQUESTS};
 use edgepool_wire::WorkerId;
 
 use crate::config::WorkerConfig;
@@ -69,6 +69,8 @@ impl WorkerReport {
 pub struct Worker {
     ctx: Arc<Ctx>,
     consumer: PullConsumer,
+    /// The consumer of interactive frames (REQUESTS), which each slot asks first.
+    urgent: Option<PullConsumer>,
     registry: Option<jetstream::kv::Store>,
 }
 
@@ -89,6 +91,22 @@ impl Worker {
             .await
             .map_err(|source| StartError::Consumer { stream: FRAMES, consumer: cfg.consumer.clone(), source })?;
         let max_deliver = consumer.cached_info().config.max_deliver;
+        // Interactive frames: optional, so a broker set up before REQUESTS existed still works
+        // (its gateway requests then wait in FRAMES like camera frames).
+        let urgent = match js.get_stream(REQUESTS).await {
+            Ok(s) => match s.get_consumer::<jetstream::consumer::pull::Config>(DETECTORS).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let why = "consumer REQUESTS/detectors missing (run `edgepool setup`); taking FRAMES only";
+                    tracing::warn!(error = %e, "{why}");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "stream REQUESTS missing (run `edgepool setup`); taking FRAMES only");
+                None
+            }
+        };
         metrics.slots.set(i64::try_from(cfg.slots).unwrap_or(i64::MAX));
         metrics.slowdown.set(cfg.slowdown);
         let max_payload = js.client().server_info().max_payload;
@@ -112,7 +130,7 @@ impl Worker {
             drain: Drain::default(),
             snapshots,
         });
-        Ok(Self { ctx, consumer, registry })
+        Ok(Self { ctx, consumer, urgent, registry })
     }
 
     /// The worker's id.
@@ -143,7 +161,8 @@ impl Worker {
         crate::test_hooks::warn_compiled_in();
         let tracker = tokio_util::task::TaskTracker::new();
         for slot in 0..ctx.cfg.slots {
-            let task = crate::slot::slot_loop(Arc::clone(&ctx), self.consumer.clone(), shutdown.clone());
+            let (bulk, urgent) = (self.consumer.clone(), self.urgent.clone());
+            let task = crate::slot::slot_loop(Arc::clone(&ctx), bulk, urgent, shutdown.clone());
             tracker.spawn(task.instrument(tracing::info_span!("slot", slot)));
         }
         if let Some(store) = self.registry {

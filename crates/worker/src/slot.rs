@@ -79,8 +79,22 @@ pub(crate) async fn next_frame<M, E: std::fmt::Display>(
     }
 }
 
-/// The slot's loop, until `shutdown`.
-pub(crate) async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
+/// The slot's loop, until `shutdown`: frames from `consumer`, or, when `urgent` is given,
+/// interactive frames from it first ([`urgent_first_loop`]).
+pub(crate) async fn slot_loop(
+    ctx: Arc<Ctx>,
+    consumer: PullConsumer,
+    urgent: Option<PullConsumer>,
+    shutdown: CancellationToken,
+) {
+    match urgent {
+        Some(urgent) => urgent_first_loop(ctx, consumer, urgent, shutdown).await,
+        None => bulk_loop(ctx, consumer, shutdown).await,
+    }
+}
+
+/// One slot on one consumer.
+async fn bulk_loop(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: CancellationToken) {
     let mut state: Option<Box<dyn Slot>> = None;
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
@@ -126,6 +140,114 @@ pub(crate) async fn slot_loop(ctx: Arc<Ctx>, consumer: PullConsumer, shutdown: C
         };
         drop(batch);
         take(&ctx, &msg, &mut state).await;
+    }
+}
+
+/// An open pull request for one frame, and when it must have ended.
+struct Request {
+    batch: async_nats::jetstream::consumer::pull::Batch,
+    watchdog: tokio::time::Instant,
+}
+
+/// What one of the slot's two requests gave.
+enum Got {
+    Frame(Box<Message>),
+    /// Expired, failed, or stalled past its watchdog: ask again.
+    Ended,
+}
+
+/// Asks `consumer` for one frame (a request that waits up to `pull_expires`).
+async fn ask(ctx: &Ctx, consumer: &PullConsumer, bulk: bool) -> Result<Request, String> {
+    let mut request = consumer.batch().max_messages(1).expires(ctx.cfg.pull_expires);
+    if bulk && let Some(group) = &ctx.cfg.priority_group {
+        request = request.group(group.as_str());
+        if let Some(min) = ctx.cfg.overflow_min_pending {
+            request = request.min_pending(usize::try_from(min).unwrap_or(usize::MAX));
+        }
+    }
+    let batch = request.messages().await.map_err(|e| e.to_string())?;
+    Ok(Request { batch, watchdog: tokio::time::Instant::now() + ctx.cfg.pull_expires + WATCHDOG_MARGIN })
+}
+
+/// The next thing `request` gives; pending forever when there is no request.
+async fn next_of(request: &mut Option<Request>) -> Got {
+    let Some(r) = request else { return std::future::pending().await };
+    match tokio::time::timeout_at(r.watchdog, r.batch.next()).await {
+        Ok(Some(Ok(msg))) => Got::Frame(Box::new(msg)),
+        Ok(Some(Err(e))) => {
+            tracing::debug!(error = %e, "pull request ended with an error");
+            Got::Ended
+        }
+        Ok(None) => Got::Ended,
+        Err(_) => {
+            tracing::warn!("pull request outlived its expiry; the watchdog recreates it");
+            Got::Ended
+        }
+    }
+}
+
+/// One slot on two consumers, interactive frames first. The slot keeps one pull request open
+/// on each, so an idle slot takes an interactive frame the moment it is published, and a busy
+/// one takes it as soon as its current frame is done, ahead of any camera backlog. Both
+/// requests can deliver at the same moment: the interactive frame is processed first, and the
+/// camera frame, already this slot's, right after it (before the next interactive one), so it
+/// waits at most one inference and the slot never holds more than two frames.
+async fn urgent_first_loop(ctx: Arc<Ctx>, bulk: PullConsumer, urgent: PullConsumer, shutdown: CancellationToken) {
+    let mut state: Option<Box<dyn Slot>> = None;
+    let (mut bulk_req, mut urgent_req): (Option<Request>, Option<Request>) = (None, None);
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        // A camera frame that arrived while an interactive one was processed goes next.
+        if let Some(Got::Frame(msg)) = next_of(&mut bulk_req).now_or_never() {
+            bulk_req = None;
+            take(&ctx, &msg, &mut state).await;
+            continue;
+        }
+        for (req, consumer, is_bulk) in [(&mut urgent_req, &urgent, false), (&mut bulk_req, &bulk, true)] {
+            if req.is_none() {
+                match ask(&ctx, consumer, is_bulk).await {
+                    Ok(r) => {
+                        *req = Some(r);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, "pull request failed; retrying");
+                    }
+                }
+            }
+        }
+        if urgent_req.is_none() && bulk_req.is_none() {
+            let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = shutdown.cancelled() => {}
+            }
+            continue;
+        }
+        let (got, from_urgent) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            got = next_of(&mut urgent_req) => (got, true),
+            got = next_of(&mut bulk_req) => (got, false),
+        };
+        // A request gives at most one frame: whatever it gave, it is done.
+        if from_urgent {
+            urgent_req = None;
+        } else {
+            bulk_req = None;
+        }
+        if let Got::Frame(msg) = got {
+            take(&ctx, &msg, &mut state).await;
+        }
+    }
+    // Stopping: a frame the server may already be sending for an open request goes back now.
+    for req in [&mut urgent_req, &mut bulk_req] {
+        if let Some(r) = req.as_mut()
+            && let Ok(Some(Ok(msg))) = tokio::time::timeout(SHUTDOWN_GRACE, r.batch.next()).await
+        {
+            hand_back(&ctx, &msg).await;
+        }
     }
 }
 

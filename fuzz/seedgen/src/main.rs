@@ -134,6 +134,19 @@ fn frames(dir: &Path) {
                 &jpeg,
             ),
         ),
+        (
+            "request_deadline".into(),
+            frame(
+                "requests.gateway",
+                &[
+                    ("Content-Type", "image/jpeg"),
+                    ("Edgepool-Seq", "4503599627370495"),
+                    ("Edgepool-Captured-At", "2026-11-27T18:00:00Z"),
+                    ("Edgepool-Deadline", "2026-11-27T18:00:10.5+01:00"),
+                ],
+                &jpeg,
+            ),
+        ),
         ("bad_subject".into(), frame("frames.a.b", &good, &jpeg)),
         ("reserved_id".into(), frame("frames._invalid", &good, &jpeg)),
         ("no_headers".into(), frame("frames.cam-1", &[], &jpeg)),

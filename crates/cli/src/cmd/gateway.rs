@@ -61,7 +61,7 @@ pub fn run(global: &Global, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         eprintln!("gateway: DeepStack / CodeProject.AI API on http://{bound}/v1/vision/detection{keys}");
 
         let client = ctx.connect("edgepool-gateway", true).await?;
-        let _ = pool.set(Pool::start(client.clone(), camera).await?);
+        let _ = pool.set(Pool::start(client.clone(), camera, cfg.priority).await?);
         // Ready while the broker is connected: requests then have somewhere to go.
         let watch = {
             let (client, ready, stop) = (client.clone(), ready.clone(), ctx.shutdown.clone());

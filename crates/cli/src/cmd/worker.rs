@@ -123,7 +123,7 @@ pub fn run(global: &Global, args: WorkerArgs) -> anyhow::Result<ExitCode> {
             () = shutdown.cancelled() => return Err(Stopped.into()),
         };
         ready.set(true);
-        let report = worker.run(shutdown).await;
+        let report = Box::pin(worker.run(shutdown)).await;
         ready.set(false);
         app::close(client).await;
         tracing::info!(?report, "worker finished");

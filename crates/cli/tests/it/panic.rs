@@ -29,6 +29,7 @@ async fn publish_panicking(js: &async_nats::jetstream::Context, seq: u64, point:
         traceparent: None,
         trigger: None,
         motion_regions: Vec::new(),
+        deadline: None,
     };
     let mut headers = frame_headers(&meta).unwrap();
     headers.insert(PANIC_HEADER, point);

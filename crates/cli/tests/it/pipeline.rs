@@ -56,7 +56,11 @@ async fn setup_is_idempotent_and_reports_changes() {
     let server = edgepool_harness::Broker::single().unwrap();
     let js = async_nats::jetstream::new(async_nats::connect(server.url().as_str()).await.unwrap());
     let first = edgepool_nats::apply(&js, Default::default()).await.unwrap();
-    assert_eq!(first.len(), 6, "3 streams, the consumer, the fleet registry, the camera snapshots");
+    assert_eq!(
+        first.len(),
+        8,
+        "4 streams, the consumers on FRAMES and REQUESTS, the fleet registry, the camera snapshots"
+    );
     let snapshots = js.get_key_value(edgepool_wire::snapshot::BUCKET).await.unwrap().status().await.unwrap();
     assert_eq!(snapshots.history(), 1, "one snapshot per camera");
     assert!(first.iter().all(|a| a.change == Change::Created), "{first:?}");

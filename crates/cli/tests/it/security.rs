@@ -463,9 +463,26 @@ async fn the_gateway_publishes_its_frames_and_reads_only_their_results() {
     let s = Secure::start();
     let admin = s.setup().await;
     let gw = s.js("gateway").await;
-    assert_eq!(publish_frame(gw.clone(), "gateway").await, (1, 0), "its own frames: acked");
-    assert_eq!(publish_frame(gw.clone(), "cam-1").await, (0, 1), "another camera's frames: refused");
-    s.wait_log(&violation("gateway", "Publish", "frames.cam-1")).await;
+    let meta = |camera: &str| edgepool_wire::FrameMeta {
+        camera: CameraId::new(camera).unwrap(),
+        seq: edgepool_wire::FrameSeq(1),
+        captured_at: time::OffsetDateTime::now_utc(),
+        content_type: ContentType::Jpeg,
+        traceparent: None,
+        trigger: None,
+        motion_regions: Vec::new(),
+        deadline: Some(time::OffsetDateTime::now_utc() + time::Duration::seconds(30)),
+    };
+    let request = |subject: &'static str, camera: &'static str| {
+        let gw = gw.clone();
+        let headers = edgepool_nats::frame_headers(&meta(camera)).unwrap();
+        async move { gw.publish_with_headers(subject, headers, jpeg()).await.unwrap().await }
+    };
+    request("requests.gateway", "gateway").await.expect("its own requests: acked");
+    assert!(request("requests.cam-1", "cam-1").await.is_err(), "another camera's requests");
+    s.wait_log(&violation("gateway", "Publish", "requests.cam-1")).await;
+    assert!(request("frames.gateway", "gateway").await.is_err(), "the cameras' queue");
+    s.wait_log(&violation("gateway", "Publish", "frames.gateway")).await;
     let mut own = gw.client().subscribe("detections.gateway").await.unwrap();
     let _other = gw.client().subscribe("detections.cam-1").await.unwrap();
     s.wait_log(&violation("gateway", "Subscription", "detections.cam-1")).await;
@@ -476,9 +493,19 @@ async fn the_gateway_publishes_its_frames_and_reads_only_their_results() {
     assert_eq!(got.subject.as_str(), "detections.gateway");
     let forged = gw.publish("detections.gateway", "{}".into()).await.unwrap().await;
     assert!(forged.is_err(), "the gateway published a result");
-    assert!(gw.get_stream(FRAMES).await.is_err(), "the gateway read FRAMES");
-    assert!(gw.delete_stream(FRAMES).await.is_err(), "the gateway deleted FRAMES");
-    assert_eq!(messages(&admin, FRAMES).await, 1, "only its own frame was stored");
+    assert!(gw.get_stream("REQUESTS").await.is_err(), "the gateway read REQUESTS");
+    assert!(gw.delete_stream("REQUESTS").await.is_err(), "the gateway deleted REQUESTS");
+    assert_eq!(messages(&admin, "REQUESTS").await, 1, "only its own request was stored");
+    assert_eq!(messages(&admin, FRAMES).await, 0);
+
+    // A worker takes it, as it does camera frames.
+    let frames = worker.get_stream("REQUESTS").await.unwrap();
+    let c: consumer::PullConsumer = frames.get_consumer("detectors").await.unwrap();
+    let mut batch = c.fetch().max_messages(1).expires(Duration::from_secs(2)).messages().await.unwrap();
+    let m = batch.next().await.unwrap().unwrap();
+    assert_eq!(m.subject.as_str(), "requests.gateway");
+    m.double_ack().await.unwrap();
+    assert_eq!(messages(&admin, "REQUESTS").await, 0);
 }
 
 #[tokio::test]
