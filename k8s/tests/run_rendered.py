@@ -16,18 +16,22 @@ loopback: no cluster, no images, the real binaries.
    service names, so clients still verify the server and the routes still verify each other.
 3. Runs the setup Job's command (retried as the Job's restartPolicy would, until JetStream has
    a leader), then the model-push Job's push container with the cached model as /upload/model.onnx.
-4. Starts both worker Deployments and the sink, each with its Pod spec's arguments, envFrom
-   (ConfigMap nats-client, its own role's Secret) and mounted Secret nats-ca. Waits for each
-   container's readinessProbe.
+4. Starts both worker Deployments, the sink and the gateway, each with its Pod spec's arguments,
+   envFrom (ConfigMap nats-client, its own role's Secrets) and mounted Secret nats-ca. Waits for
+   each container's readinessProbe.
 5. Publishes photos as camera cam-1 from outside the cluster (camera-cam-1.env and ca.crt from
    `auth init`, over TLS to the client port) and checks that their results reach a subscriber
    (`edgepool watch` with subscriber.env), with a person found in grace_hopper.jpg, and that the
-   sink counted them (its /metrics, with the metrics token from Secret sink-http).
+   sink counted them (its /metrics, with the metrics token from Secret sink-http). Posts
+   grace_hopper.jpg to the gateway's DeepStack / CodeProject.AI API (POST /v1/vision/detection,
+   multipart, with the API key from Secret gateway-http) and checks that a person comes back.
 6. Proves the denials against that same deployment: a camera cannot read detections; a
    subscriber cannot publish frames; a worker (with the pod's own Secret) cannot delete or purge
    a stream; no credentials are refused; a plaintext client is refused; a route without the
    cluster's client certificate is refused; the sink's HTTP without a token, or with a wrong one,
-   answers 401 without echoing it, while its probes stay open.
+   answers 401 without echoing it, while its probes stay open; the gateway's API without the API
+   key, or with a wrong one, answers 401, and its /metrics wants its own token, while its probes
+   stay open.
 
 Prints one line per check and ends with "N passed, M failed"; exits 1 on any failure. Run through
 .ci/k8s-checks.sh (after `cargo xtask tools` and the model), or directly:
@@ -238,8 +242,8 @@ class Procs:
         return {n: self.stop(n) for n in list(self.running)[::-1]}
 
 
-def http(url: str, token: str | None = None, timeout: float = 5) -> tuple[int, str]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def http(url: str, token: str | None = None, timeout: float = 5, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(url, data=data, headers={**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode(errors="replace")
@@ -531,6 +535,61 @@ def route_without_cert_refused(d: Deployment) -> None:
     d.rep.check("a route connection without the cluster's client certificate is refused", refused, detail)
 
 
+def multipart(fields: dict[str, str], files: dict[str, Path]) -> tuple[bytes, str]:
+    """A multipart/form-data body, as an NVR posts it: the text fields, then each file with its
+    name and a content type. Returns the body and its Content-Type."""
+    boundary = f"edgepool-{os.urandom(12).hex()}"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()]
+    for k, path in files.items():
+        kind = "image/png" if path.suffix == ".png" else "image/jpeg"
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{path.name}"\r\nContent-Type: {kind}\r\n\r\n'
+        parts.append(head.encode() + path.read_bytes() + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def detect(port: int, api_key: str | None, photo: str = "grace_hopper.jpg") -> tuple[int, dict]:
+    """POST /v1/vision/detection with the photo and, if given, the API key (DeepStack's form)."""
+    body, kind = multipart({"api_key": api_key} if api_key is not None else {}, {"image": PHOTOS / photo})
+    status, text = http(f"http://127.0.0.1:{port}/v1/vision/detection", data=body, headers={"Content-Type": kind}, timeout=30)
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, {"body": text[:200]}
+
+
+def gateway_api(d: Deployment, port: int, gateway_env: dict[str, str]) -> None:
+    """The gateway (user gateway) answers a DeepStack request with the API key of Secret
+    gateway-http: the pool's workers find the person in grace_hopper.jpg."""
+    status, body = detect(port, gateway_env["EDGEPOOL_GATEWAY_API_KEY"])
+    labels = [p.get("label") for p in body.get("predictions", [])]
+    d.rep.check(
+        "the gateway (user gateway) answers POST /v1/vision/detection with the API key: grace_hopper.jpg has a person",
+        status == 200 and body.get("success") is True and "person" in labels,
+        f"HTTP {status}, success {body.get('success')}, labels {labels}" + ("" if body.get("success") else f", {body.get('error') or body}"),
+    )
+
+
+def gateway_http(d: Deployment, port: int, gateway_env: dict[str, str]) -> None:
+    key, wrong = gateway_env["EDGEPOOL_GATEWAY_API_KEY"], "x" * 43
+    (no_key, nk_body), (bad_key, bk_body) = detect(port, None), detect(port, wrong)
+    echoed = wrong in json.dumps(bk_body)
+    d.rep.check(
+        "the gateway's API without the API key, or with a wrong one: 401, no predictions, key not echoed",
+        no_key == 401 and bad_key == 401 and not nk_body.get("predictions") and not bk_body.get("predictions") and nk_body.get("success") is False and not echoed,
+        f"no key {no_key} {nk_body.get('error')!r}, wrong key {bad_key}",
+    )
+    base = f"http://127.0.0.1:{port}"
+    metrics = {"no token": http(base + "/metrics")[0], "API key": http(base + "/metrics", key)[0]}
+    status, text = http(base + "/metrics", gateway_env["EDGEPOOL_GATEWAY_METRICS_TOKEN"])
+    served = len(re.findall(r"^edgepool_gateway_\w+", text, re.M))
+    probes = {p: http(base + p)[0] for p in ("/healthz", "/readyz")}
+    d.rep.check(
+        "the gateway's /metrics wants its own token (not the API key); probes stay open",
+        set(metrics.values()) == {401} and status == 200 and served > 0 and set(probes.values()) == {200},
+        f"/metrics {metrics}, with the metrics token {status} ({served} edgepool_gateway_* samples), probes {probes}",
+    )
+
+
 def sink_http(d: Deployment, port: int, sink_env: dict[str, str]) -> None:
     base = f"http://127.0.0.1:{port}"
     wrong = "x" * 43
@@ -571,12 +630,16 @@ def main() -> int:
             run, port = d.start_role("Deployment", f"worker-{arch}", "worker", f"worker-{arch}-0")
             workers.append(run)
         sink, sink_port = d.start_role("Deployment", "sink", "sink", "sink-0")
-        rep.check("both worker Deployments and the sink are ready with their rendered args, env and mounts", True, f"users {[w.env['EDGEPOOL_NATS_USER'] for w in workers]}, {sink.env['EDGEPOOL_NATS_USER']}")
+        gateway, gateway_port = d.start_role("Deployment", "gateway", "gateway", "gateway-0")
+        rep.check("both worker Deployments, the sink and the gateway are ready with their rendered args, env and mounts", True,
+                  f"users {[w.env['EDGEPOOL_NATS_USER'] for w in workers]}, {sink.env['EDGEPOOL_NATS_USER']}, {gateway.env['EDGEPOOL_NATS_USER']}")
         flow(d, sink_port, sink.env)
+        gateway_api(d, gateway_port, gateway.env)
         asyncio.run(denials(d, workers[0].env))
         plaintext_refused(d, workers[0].env)
         route_without_cert_refused(d)
         sink_http(d, sink_port, sink.env)
+        gateway_http(d, gateway_port, gateway.env)
         codes = d.procs.stop_all()
         rep.check("every process stops on SIGTERM with exit 0", all(c == 0 for c in codes.values()), str(codes))
     except SystemExit as e:

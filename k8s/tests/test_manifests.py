@@ -22,6 +22,8 @@ users and TLS, every NATS client dials tls:// and verifies the broker with the m
 pod gets only its own role's Secret, every referenced Secret is rendered, no Secret carries a
 private key but the broker's own or an outside client's credentials, and only KEDA may reach the
 broker's monitoring port; overlays/dev-insecure is checked to be exactly what its name says.
+Where k8s/components/cert-manager renders a Certificate, the Secret cert-manager would write for
+it is issued by a stand-in (openssl, with the staged CA) and the same checks run against it.
 
 Run through .ci/k8s-checks.sh (which installs the pinned tools), or directly:
     python k8s/tests/test_manifests.py --kubectl kubectl --edgepool target/debug/edgepool
@@ -62,7 +64,8 @@ NAMESPACE = "edgepool"
 
 # Every kustomization an operator may apply, rendered and checked in full.
 KUSTOMIZATIONS = [
-    "base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/microk8s-cameras", "overlays/single-node", "overlays/dev-insecure", "jobs/model-push",
+    "base", "overlays/microk8s", "overlays/microk8s-keda", "overlays/microk8s-cameras", "overlays/microk8s-cert-manager", "overlays/single-node",
+    "overlays/dev-insecure", "jobs/model-push",
 ]
 # The overlay that runs the broker without users or TLS, on purpose and named so; every other
 # overlay is secure and renders the credentials (k8s/components/credentials) itself.
@@ -77,19 +80,25 @@ CONTEXT = {"base": "overlays/microk8s", "jobs/model-push": "overlays/microk8s"}
 CREDENTIALS = Path("components") / "credentials" / "generated"
 STAGED_CAMERAS = ("cam-1", "cam-2")
 # Each pod's own Secrets, by its app.kubernetes.io/component label: a NATS user per role
-# (docs/security.md, "Roles"), the sink's HTTP tokens, the broker's users and certificate. No
-# pod may read another's; Secret nats-ca (the CA's certificate) is for every client.
+# (docs/security.md, "Roles"), the sink's and the gateway's HTTP tokens, the broker's users and
+# certificate. No pod may read another's; Secret nats-ca (the CA's certificate) is for every
+# client.
 OWN_SECRETS = {
     "nats": {"nats-server"},
     "worker": {"nats-worker"},
     "sink": {"nats-sink", "sink-http"},
+    "gateway": {"nats-gateway", "gateway-http"},
     "setup": {"nats-setup"},
     "model-push": {"nats-admin"},
     "camera": {"nats-cameras"},
 }
-ROLE_SECRETS = set().union(*OWN_SECRETS.values())
+# With k8s/components/cert-manager the broker's certificate, key and CA come from the Secret
+# cert-manager writes for Certificate nats-server-tls (auth.conf still from nats-server): the
+# broker reads it whole, a client only its ca.crt (which stands in for Secret nats-ca).
+CERT_MANAGER_SECRET = "nats-server-tls"
+ROLE_SECRETS = set().union(*OWN_SECRETS.values()) | {CERT_MANAGER_SECRET}
 # The NATS user of each role (the first argument of the edgepool container).
-NATS_USER = {"worker": "worker", "sink": "sink", "setup": "setup", "model": "admin", "camera": "cameras"}
+NATS_USER = {"worker": "worker", "sink": "sink", "gateway": "gateway", "setup": "setup", "model": "admin", "camera": "cameras"}
 
 # Custom resources: (apiVersion, kind) -> vendored schema (see crd-schemas/README.md).
 CRD_SCHEMAS = {
@@ -98,6 +107,8 @@ CRD_SCHEMAS = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.v1alpha1.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.v1.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.v1.json",
+    ("cert-manager.io/v1", "Certificate"): "cert-manager.io_certificates.v1.json",
+    ("cert-manager.io/v1", "Issuer"): "cert-manager.io_issuers.v1.json",
 }
 
 # Arguments the binary does not accept yet because the work that adds them is in progress. A
@@ -129,12 +140,15 @@ OUTSIDE = SITE_CAMERAS + [
     {"name": "internet-host", "ip": "203.0.113.7", "ports": _OUTSIDE_PORTS},
 ]
 
-CLIENTS = ["worker", "sink", "setup", "model-push"]
-_BASE_FLOWS = {(c, "nats", 4222) for c in CLIENTS} | {("prometheus", "worker", 9100), ("prometheus", "sink", 9090), ("prometheus", "nats", 7777)} | {
+CLIENTS = ["worker", "sink", "gateway", "setup", "model-push"]
+_BASE_FLOWS = {(c, "nats", 4222) for c in CLIENTS} | {
+    ("prometheus", "worker", 9100), ("prometheus", "sink", 9090), ("prometheus", "gateway", 32168), ("prometheus", "nats", 7777)
+} | {
     (c, "kube-dns", 53) for c in CLIENTS + ["nats"]
 }
 _CLUSTER = {("nats", "nats", 6222)}
-_LAN = {("lan-camera", "nats", 4222), ("lan-camera", "sink", 9090)}
+# LAN_CAMERA stands for every LAN host: cameras (NATS), viewers (the sink), NVRs (the gateway).
+_LAN = {("lan-camera", "nats", 4222), ("lan-camera", "sink", 9090), ("lan-camera", "gateway", 32168)}
 _KEDA = {("keda", "nats", 8222)}
 # The cameras component: the pod publishes to NATS, reads the site's cameras, is scraped.
 _CAMERAS = {("camera", "nats", 4222), ("camera", "kube-dns", 53), ("prometheus", "camera", 9101)} | {
@@ -148,6 +162,7 @@ FLOWS = {
     "overlays/microk8s": _BASE_FLOWS | _CLUSTER | _LAN,
     "overlays/microk8s-keda": _BASE_FLOWS | _CLUSTER | _LAN | _KEDA,
     "overlays/microk8s-cameras": _BASE_FLOWS | _CLUSTER | _LAN | _CAMERAS,
+    "overlays/microk8s-cert-manager": _BASE_FLOWS | _CLUSTER | _LAN,
     "overlays/dev-insecure": _BASE_FLOWS | _CLUSTER,
 }
 
@@ -550,10 +565,10 @@ def check_containers(rep: Report, name: str, objs: list[dict], edgepool: str, st
                 problems.append(f"{ident(w)}: log.format is {cfg['log']['format']}, want json in Kubernetes")
             if role == "camera" and not cfg.get("cameras"):
                 problems.append(f"{ident(w)}: the camera's configuration lists no cameras")
-            if role not in ("worker", "sink", "camera"):
+            if role not in ("worker", "sink", "gateway", "camera"):
                 continue  # Jobs run to completion: no endpoint, no probes
             # The camera's listen address is a flag only (it has no config section of its own).
-            listen = {"worker": cfg["worker"].get("listen"), "sink": cfg["sink"].get("listen"),
+            listen = {"worker": cfg["worker"].get("listen"), "sink": cfg["sink"].get("listen"), "gateway": cfg["gateway"].get("listen"),
                       "camera": cfg.get("camera", {}).get("listen") or arg_value(c, "--listen")}.get(role)
             port = listen_port(listen)
             for kind, want in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -647,26 +662,34 @@ def check_nats(rep: Report, name: str, objs: list[dict]) -> None:
     rep.check(f"{name}: NATS servers, routes, probes and stream replicas agree", problems, f"{len(sts)} StatefulSet")
 
 
-def check_sink_serves(rep: Report, edgepool: str) -> None:
-    """Starts the real sink (pointing at a NATS port where nothing listens) and asks it for the
-    paths the probes use: the HTTP endpoint comes up before NATS.
+# The line each role with an HTTP endpoint prints once it listens, with its base address.
+SERVES_LINE = {
+    "sink": rb"sink: .*?metrics on (http://[0-9.:]+)/metrics",
+    "gateway": rb"gateway: .*? on (http://[0-9.:]+)/v1/vision/detection",
+}
+
+
+def check_sink_serves(rep: Report, edgepool: str, role: str = "sink") -> None:
+    """Starts the real sink, or another role of SERVES_LINE (pointing at a NATS port where
+    nothing listens) and asks it for the paths the probes use: the HTTP endpoint comes up before
+    NATS.
 
     No port is picked by binding and releasing a socket (another process could take it in
-    between): the sink binds port 0 itself and prints the address it got, and the dead NATS port
+    between): the role binds port 0 itself and prints the address it got, and the dead NATS port
     stays bound here, without listening, so connections to it are refused for the whole check."""
     problems, got, body = [], {}, ""
     with socket.socket() as dead_socket, tempfile.TemporaryFile() as stderr:
         dead_socket.bind(("127.0.0.1", 0))
         dead = dead_socket.getsockname()[1]
         env = {"PATH": os.environ.get("PATH", ""), "HOME": tempfile.gettempdir(), "EDGEPOOL_NATS_URL": f"nats://127.0.0.1:{dead}"}
-        proc = subprocess.Popen([edgepool, "sink", "--listen=127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen([edgepool, role, "--listen=127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + 10
             base = None
             while time.monotonic() < deadline and len(got) < 3:
                 if base is None:
                     stderr.seek(0)
-                    m = re.search(rb"sink: .*?metrics on (http://[0-9.:]+)/metrics", stderr.read())
+                    m = re.search(SERVES_LINE[role], stderr.read())
                     base = m and m.group(1).decode()
                 for path in ("/healthz", "/readyz", "/metrics") if base else ():
                     if path in got:
@@ -685,7 +708,7 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
                 time.sleep(0.1)
             if base is None:
                 stderr.seek(0)
-                problems.append(f"the sink never printed its address: {stderr.read()[-2000:].decode(errors='replace')}")
+                problems.append(f"the {role} never printed its address: {stderr.read()[-2000:].decode(errors='replace')}")
         finally:
             proc.terminate()
             try:
@@ -703,7 +726,7 @@ def check_sink_serves(rep: Report, edgepool: str) -> None:
             problems.append(f"/metrics lacks {name}")
     if got.get("/metrics") != 200:
         problems.append(f"/metrics answered {got.get('/metrics')}, want 200")
-    rep.check("the real sink serves /healthz (200), /readyz (503 before NATS) and /metrics with process_* series", problems)
+    rep.check(f"the real {role} serves /healthz (200), /readyz (503 before NATS) and /metrics with process_* series", problems)
 
 
 # ---------------------------------------------------------------- selectors and labels
@@ -901,6 +924,17 @@ KEDA_OTHER = {"name": "keda-other", "namespace": "keda", "labels": {"app.kuberne
 # nats-server whose file they must name.
 TLS_FILES = {"cert_file": "tls.crt", "key_file": "tls.key", "ca_file": "ca.crt"}
 
+
+def certificates(objs: list[dict]) -> list[dict]:
+    """cert-manager Certificates (k8s/components/cert-manager)."""
+    return [o for o in objs if o["kind"] == "Certificate" and o["apiVersion"].startswith("cert-manager.io/")]
+
+
+def broker_tls_secret(objs: list[dict]) -> str:
+    """The Secret whose tls.crt, tls.key and ca.crt the broker must use: nats-server (`edgepool
+    auth init`), or CERT_MANAGER_SECRET where a Certificate renders that cert-manager writes it."""
+    return CERT_MANAGER_SECRET if any(o["spec"].get("secretName") == CERT_MANAGER_SECRET for o in certificates(objs)) else "nats-server"
+
 Ref = tuple[str, str, str | None, bool]  # kind, name, key (None: all of them), optional
 
 
@@ -1028,7 +1062,7 @@ def check_broker(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> 
     """The broker's config, followed through its includes: users (auth.conf) and TLS from Secret
     nats-server everywhere but in INSECURE, which must be plaintext throughout. `refs`: the objects
     references resolve against, as in check_containers."""
-    problems, files_seen = [], 0
+    problems, files_seen, tls = [], 0, broker_tls_secret(objs)
     for s, c in broker_pods(objs):
         ns, env, where, replicas = ns_of(s), container_env(c, ns_of(s), refs), ident(s), s["spec"]["replicas"]
         files = mounted_files(s, c, refs)
@@ -1056,16 +1090,16 @@ def check_broker(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> 
             problems.append(f"{where}: {replicas} server(s) {'need' if replicas > 1 else 'take no'} route TLS (cluster-tls.conf) in {conf}")
         for field, value in re.findall(r"^\s*(cert_file|key_file|ca_file)\s*:\s*(\S+)", text, re.M):
             path = env.get(value[1:]) if value.startswith("$") else value.strip("'\"")
-            if files.get(path or "") != ("Secret", "nats-server", TLS_FILES[field]):
-                problems.append(f"{where}: {field} {value} is {path}, not the file of Secret nats-server's {TLS_FILES[field]}")
+            if files.get(path or "") != ("Secret", tls, TLS_FILES[field]):
+                problems.append(f"{where}: {field} {value} is {path}, not the file of Secret {tls}'s {TLS_FILES[field]}")
         for var in sorted(set(re.findall(r"\$([A-Za-z_]\w*)", text)) - env.keys()):
             problems.append(f"{where}: the config uses ${var}, which the container's environment does not set")
-        server = object_data(find(refs, "Secret", ns, "nats-server") or {"kind": "Secret"})
+        server = object_data(find(refs, "Secret", ns, tls) or {"kind": "Secret"})
         if {"tls.crt", "ca.crt"} <= server.keys():  # else check_references says what is missing
             names = cert_names(server["tls.crt"])
             problems += [f"{where}: the server certificate is not valid for route host {h}" for h in url_hosts(arg_value(c, "--routes") or "") if not cert_covers(names, h)]
             if not issued_by(server["tls.crt"], server["ca.crt"]):
-                problems.append(f"{where}: Secret nats-server's tls.crt is not issued by its ca.crt")
+                problems.append(f"{where}: Secret {tls}'s tls.crt is not issued by its ca.crt")
     if name in INSECURE:
         # Plaintext throughout, so it cannot be mistaken for a secure deployment that lost its TLS.
         for w in workloads(objs):
@@ -1073,20 +1107,22 @@ def check_broker(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> 
                 env = container_env(c, ns_of(w), refs)
                 if not env.get("EDGEPOOL_NATS_URL", "").startswith("nats://") or env.get("EDGEPOOL_NATS_TLS_REQUIRED") == "true":
                     problems.append(f"{ident(w)}/{c['name']}: EDGEPOOL_NATS_URL {env.get('EDGEPOOL_NATS_URL')} (TLS required: {env.get('EDGEPOOL_NATS_TLS_REQUIRED')}), want plaintext nats://")
-            if {r[1] for r in pod_refs(w) if r[0] == "Secret"} & {"sink-http", "nats-server"}:
-                problems.append(f"{ident(w)}: refers to a Secret of the secure overlays' (sink-http, nats-server)")
-        rep.check(f"{name}: plaintext on purpose and the only one: the broker has no users or TLS, clients dial nats://, the sink no token", problems)
+            if {r[1] for r in pod_refs(w) if r[0] == "Secret"} & {"sink-http", "gateway-http", "nats-server"}:
+                problems.append(f"{ident(w)}: refers to a Secret of the secure overlays' (sink-http, gateway-http, nats-server)")
+        rep.check(f"{name}: plaintext on purpose and the only one: the broker has no users or TLS, clients dial nats://, the sink and the gateway no token", problems)
         return
-    rep.check(f"{name}: the broker requires users and TLS (its config's includes, Secret nats-server's auth.conf and certificate, the env paths at them)", problems, f"{files_seen} config files followed")
+    rep.check(f"{name}: the broker requires users and TLS (its config's includes, Secret nats-server's auth.conf, Secret {tls}'s certificate, the env paths at them)", problems, f"{files_seen} config files followed")
 
 
 def check_clients_tls(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> None:
     """Every NATS client (edgepool container) dials tls://, requires TLS and verifies the broker
-    with the CA of the mounted Secret nats-ca, the one that issued the broker's certificate."""
-    problems, n = [], 0
+    with the CA of the mounted Secret nats-ca, the one that issued the broker's certificate; with
+    cert-manager's certificate (k8s/components/cert-manager), the ca.crt of its Secret."""
+    problems, n, tls = [], 0, broker_tls_secret(objs)
+    want = ("Secret", "nats-ca") if tls == "nats-server" else ("Secret", tls, "ca.crt")
     for w in workloads(objs):
         ns = ns_of(w)
-        server = object_data(find(refs, "Secret", ns, "nats-server") or {"kind": "Secret"})
+        server = object_data(find(refs, "Secret", ns, tls) or {"kind": "Secret"})
         names = cert_names(server["tls.crt"]) if "tls.crt" in server else set()
         for c in (c for c in pod_spec(w)["containers"] if is_edgepool(c)):
             n += 1
@@ -1099,32 +1135,44 @@ def check_clients_tls(rep: Report, name: str, objs: list[dict], refs: list[dict]
                 problems.append(f"{where}: EDGEPOOL_NATS_TLS_REQUIRED is {env.get('EDGEPOOL_NATS_TLS_REQUIRED')}, want true")
             ca = env.get("EDGEPOOL_NATS_TLS_CA", "")
             src = mounted_files(w, c, refs).get(ca)
-            if src is None or src[:2] != ("Secret", "nats-ca"):
-                problems.append(f"{where}: EDGEPOOL_NATS_TLS_CA={ca or '(not set)'} is not a file of a mounted Secret nats-ca")
+            if src is None or src[:len(want)] != want:
+                problems.append(f"{where}: EDGEPOOL_NATS_TLS_CA={ca or '(not set)'} is not the file of a mounted {' '.join(want[:2])}{' ' + want[2] if len(want) > 2 else ''}")
             elif "ca.crt" in server and file_text(refs, ns, src) != server["ca.crt"]:
-                problems.append(f"{where}: {ca} is not the CA of the broker's certificate (Secret nats-server's ca.crt)")
-    rep.check(f"{name}: every NATS client dials tls://, requires TLS and verifies the broker with the mounted Secret nats-ca", problems, f"{n} containers")
+                problems.append(f"{where}: {ca} is not the CA of the broker's certificate (Secret {tls}'s ca.crt)")
+    rep.check(f"{name}: every NATS client dials tls://, requires TLS and verifies the broker with the mounted Secret {want[1]}{' (only its ca.crt)' if len(want) > 2 else ''}", problems, f"{n} containers")
 
 
 def check_role_secrets(rep: Report, name: str, objs: list[dict]) -> None:
     """Each pod reads only its own role's Secrets (OWN_SECRETS): an edgepool container or the
-    broker exactly those, any other container (the exporter, init containers) none."""
-    problems, n = [], 0
+    broker exactly those, any other container (the exporter, init containers) none. With
+    cert-manager's certificate the broker's own include CERT_MANAGER_SECRET, of which any other
+    pod may take the ca.crt item and nothing else."""
+    problems, n, tls = [], 0, broker_tls_secret(objs)
+
+    def role_secrets(refs: list[Ref], component: str | None) -> set[str]:
+        return {r[1] for r in refs if r[0] == "Secret" and (component == "nats" or (r[1], r[2]) != (CERT_MANAGER_SECRET, "ca.crt"))} & ROLE_SECRETS
+
     for w in workloads(objs):
-        own = OWN_SECRETS.get(pod_labels(w).get("app.kubernetes.io/component"), set())
-        pod = {r[1] for r in pod_refs(w) if r[0] == "Secret"} & ROLE_SECRETS
+        component = pod_labels(w).get("app.kubernetes.io/component")
+        own = OWN_SECRETS.get(component, set()) | ({tls} if component == "nats" else set())
+        pod = role_secrets(pod_refs(w), component)
         if pod - own:
             problems.append(f"{ident(w)}: its pod refers to {sorted(pod - own)}, another role's")
+        for v in pod_spec(w).get("volumes", []) if component != "nats" else []:
+            for kind, secret, src in volume_sources(v):
+                keys = [it["key"] for it in src.get("items") or []]
+                if (kind, secret) == ("Secret", CERT_MANAGER_SECRET) and keys != ["ca.crt"]:
+                    problems.append(f"{ident(w)}: volume {v['name']} takes {keys or 'every key'} of Secret {secret}; a client may take only items [ca.crt]")
         spec = pod_spec(w)
         for c in spec.get("initContainers", []) + spec["containers"]:
             n += 1
-            got = {r[1] for r in container_refs(w, c) if r[0] == "Secret"} & ROLE_SECRETS
-            want = own if is_edgepool(c) or (c["name"] == "nats" and own == OWN_SECRETS["nats"]) else set()
+            got = role_secrets(container_refs(w, c), component)
+            want = own if is_edgepool(c) or (c["name"] == "nats" and component == "nats") else set()
             if got - want:
                 problems.append(f"{ident(w)}/{c['name']}: reads {sorted(got - want)}, not its own ({sorted(want) or 'none'})")
             if name not in INSECURE and want - got:
                 problems.append(f"{ident(w)}/{c['name']}: does not read its own {sorted(want - got)}")
-    rep.check(f"{name}: each container reads only its own role's Secrets (nats-<role>; sink-http: sink; nats-server: the broker)", problems, f"{n} containers")
+    rep.check(f"{name}: each container reads only its own role's Secrets (nats-<role>; sink-http: sink; gateway-http: gateway; nats-server{', ' + tls if tls != 'nats-server' else ''}: the broker)", problems, f"{n} containers")
 
 
 def check_references(rep: Report, name: str, objs: list[dict], refs: list[dict]) -> None:
@@ -1170,6 +1218,106 @@ def check_secret_contents(rep: Report, name: str, objs: list[dict], creds: Path)
     if not outside or len(outside) != 1 + len(STAGED_CAMERAS):
         problems.append(f"{creds}: `edgepool auth init` wrote {sorted(outside)}, want subscriber.env and camera-<id>.env of {STAGED_CAMERAS}")
     rep.check(f"{name}: no CA key, no private key but the broker's, no outside client's credentials in a Secret or ConfigMap", problems, f"{n} keys")
+
+
+# ---------------------------------------------------------------- cert-manager
+
+# Certificate usages -> OpenSSL's names (keyUsage, extendedKeyUsage); cert-manager's default
+# when a Certificate lists none.
+KEY_USAGES = {"digital signature": "digitalSignature", "key encipherment": "keyEncipherment", "key agreement": "keyAgreement"}
+EXT_KEY_USAGES = {"server auth": "serverAuth", "client auth": "clientAuth"}
+DEFAULT_USAGES = ["digital signature", "key encipherment"]
+
+
+def issue_certificates(objs: list[dict], creds: Path) -> tuple[list[dict], list[str]]:
+    """What cert-manager writes at run time for each rendered Certificate of a rendered CA Issuer:
+    Secret <secretName> with tls.crt, tls.key and ca.crt. A stand-in for cert-manager's CA issuer
+    signs, with openssl, a new key for exactly the Certificate's subject, names, usages and
+    duration, with the CA of `edgepool auth init` (creds/ca.crt and ca.key), which is what
+    k8s/components/cert-manager/README.md has the operator give the Issuer. The checks of the
+    broker and the clients then run against that Secret. Returns the Secrets and the problems."""
+    secrets, problems = [], []
+    issuers = {(ns_of(o), o["metadata"]["name"]): o for o in objs if o["kind"] == "Issuer" and o["apiVersion"].startswith("cert-manager.io/")}
+    for cert in certificates(objs):
+        spec, where = cert["spec"], ident(cert)
+        ref = spec["issuerRef"]
+        issuer = issuers.get((ns_of(cert), ref["name"])) if ref.get("kind", "Issuer") == "Issuer" and ref.get("group", "cert-manager.io") == "cert-manager.io" else None
+        if issuer is None or "ca" not in issuer["spec"]:
+            problems.append(f"{where}: issuerRef {ref} is not a CA Issuer rendered in namespace {ns_of(cert)}: nothing here stands in for it")
+            continue
+        usages = spec.get("usages") or DEFAULT_USAGES
+        unknown = [u for u in usages if u not in KEY_USAGES and u not in EXT_KEY_USAGES]
+        key = spec.get("privateKey", {})
+        if unknown or (key.get("algorithm"), key.get("size")) != ("ECDSA", 256):
+            problems.append(f"{where}: the stand-in issuer signs only ECDSA P-256 keys with usages {sorted(KEY_USAGES) + sorted(EXT_KEY_USAGES)}; got {key}, {usages}")
+            continue
+        if shutil.which("openssl") is None:
+            problems.append("openssl is not on PATH: it stands in for cert-manager's CA issuer")
+            break
+        sans = [f"DNS:{n}" for n in spec.get("dnsNames", [])] + [f"IP:{a}" for a in spec.get("ipAddresses", [])]
+        ext = [f"subjectAltName={','.join(sans)}", "basicConstraints=critical,CA:FALSE"]
+        if ku := [KEY_USAGES[u] for u in usages if u in KEY_USAGES]:
+            ext.append(f"keyUsage=critical,{','.join(ku)}")
+        if eku := [EXT_KEY_USAGES[u] for u in usages if u in EXT_KEY_USAGES]:
+            ext.append(f"extendedKeyUsage={','.join(eku)}")
+        days = max(1, round(parse_duration(spec.get("duration", "2160h")) / 86400))
+        with tempfile.TemporaryDirectory(prefix="edgepool-k8s-issue-") as tmp:
+            d = Path(tmp)
+            (d / "ext.cnf").write_text("\n".join(ext) + "\n")
+            steps = [
+                ["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "tls.key"],
+                ["openssl", "req", "-new", "-key", "tls.key", "-subj", f"/CN={spec.get('commonName') or spec['dnsNames'][0]}", "-out", "tls.csr"],
+                ["openssl", "x509", "-req", "-in", "tls.csr", "-CA", str(creds / "ca.crt"), "-CAkey", str(creds / "ca.key"), "-set_serial",
+                 str(int.from_bytes(os.urandom(8), "big")), "-days", str(days), "-extfile", "ext.cnf", "-out", "tls.crt"],
+            ]
+            for step in steps:
+                out = subprocess.run(step, cwd=d, capture_output=True, text=True)
+                if out.returncode != 0:
+                    problems.append(f"{where}: {' '.join(step[:2])} failed: {out.stderr.strip()}")
+                    break
+            else:
+                files = {"tls.crt": (d / "tls.crt").read_text(), "tls.key": (d / "tls.key").read_text(), "ca.crt": (creds / "ca.crt").read_text()}
+                secrets.append({
+                    "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                    "metadata": {"name": spec["secretName"], "namespace": ns_of(cert), "annotations": {"cert-manager.io/certificate-name": cert["metadata"]["name"]}},
+                    "data": {k: base64.b64encode(v.encode()).decode() for k, v in files.items()},
+                })
+    return secrets, problems
+
+
+def check_cert_manager(rep: Report, name: str, objs: list[dict], creds: Path, issue_problems: list[str]) -> None:
+    """The Certificate asks for what `edgepool auth init` puts in the server certificate for this
+    namespace (every DNS name, the addresses), plus the address of each LoadBalancer in front of
+    the broker; server and client auth (the routes); the key type of auth init's; renewal before
+    expiry. Its Issuer's CA keypair is not rendered (ca.key stays out of the manifests) and no pod
+    refers to it; the stand-in issuance worked (issue_certificates)."""
+    problems = list(issue_problems)
+    staged = decode_cert((creds / "nats-server.crt").read_text()).get("subjectAltName", ())
+    want_dns = {v for kind, v in staged if kind == "DNS"}
+    want_ips = {v for kind, v in staged if kind != "DNS"}
+    lbs = [o for o in objs if o["kind"] == "Service" and o["spec"].get("type") == "LoadBalancer" and o["spec"].get("selector", {}).get("app.kubernetes.io/component") == "nats"]
+    lb_ips = {ip.strip() for o in lbs for ip in (o["metadata"].get("annotations", {}).get("metallb.universe.tf/loadBalancerIPs", "").split(",") + [o["spec"].get("loadBalancerIP", "")]) if ip.strip()}
+    pod_secrets = {r[1] for w in workloads(objs) for r in pod_refs(w) if r[0] == "Secret"}
+    for cert in certificates(objs):
+        spec, where = cert["spec"], ident(cert)
+        dns, ips = set(spec.get("dnsNames", [])), set(spec.get("ipAddresses", []))
+        if dns != want_dns:
+            problems.append(f"{where}: dnsNames lack {sorted(want_dns - dns)} and add {sorted(dns - want_dns)}, against auth init's server certificate")
+        if not (want_ips | lb_ips) <= ips:
+            problems.append(f"{where}: ipAddresses lack {sorted((want_ips | lb_ips) - ips)} (auth init's, and the NATS LoadBalancers' addresses)")
+        if not {"server auth", "client auth"} <= set(spec.get("usages", [])):
+            problems.append(f"{where}: usages {spec.get('usages')} need server auth and client auth (the cluster routes verify the certificate both ways)")
+        if (spec.get("privateKey", {}).get("algorithm"), spec.get("privateKey", {}).get("size")) != ("ECDSA", 256):
+            problems.append(f"{where}: privateKey {spec.get('privateKey')}, want ECDSA 256 (as auth init's)")
+        if not 0 < parse_duration(spec.get("renewBefore", "0h")) < parse_duration(spec.get("duration", "0h")):
+            problems.append(f"{where}: renewBefore {spec.get('renewBefore')} must be set and shorter than duration {spec.get('duration')}")
+    for issuer in (o for o in objs if o["kind"] in ("Issuer", "ClusterIssuer") and "ca" in o["spec"]):
+        keypair = issuer["spec"]["ca"]["secretName"]
+        if find(objs, "Secret", ns_of(issuer), keypair):
+            problems.append(f"{ident(issuer)}: Secret {keypair} (the CA's key) is rendered: it is created by hand, never from the repository")
+        if keypair in pod_secrets:
+            problems.append(f"{ident(issuer)}: a pod refers to Secret {keypair}, the CA's key")
+    rep.check(f"{name}: the cert-manager Certificate names what auth init's certificate does and the LoadBalancer, for server and client auth; the CA key is not rendered", problems, f"{len(certificates(objs))} Certificate, issued by a stand-in for the checks")
 
 
 def check_monitor_port(rep: Report, name: str, objs: list[dict]) -> None:
@@ -1344,16 +1492,23 @@ def main() -> int:
     check_image_tools(rep)
     check_dashboard_metrics(rep, args.edgepool)
     check_sink_serves(rep, args.edgepool)
+    check_sink_serves(rep, args.edgepool, "gateway")
     for name in KUSTOMIZATIONS:
         objs = objects(name)
         refs = objs + (objects(CONTEXT[name]) if name in CONTEXT else [])
-        print(f"-- k8s/{name}: {len(objs)} objects rendered" + (f", references resolved with k8s/{CONTEXT[name]}'s" if name in CONTEXT else ""))
+        # The Secrets cert-manager writes at run time, issued by a stand-in.
+        issued, issue_problems = issue_certificates(objs, root / CREDENTIALS)
+        refs += issued
+        print(f"-- k8s/{name}: {len(objs)} objects rendered" + (f", references resolved with k8s/{CONTEXT[name]}'s" if name in CONTEXT else "")
+              + "".join(f", Secret {s['metadata']['name']} as cert-manager would write it" for s in issued))
         validate_schemas(rep, name, objs, crds)
         check_containers(rep, name, objs, args.edgepool, strict_pending, refs)
         check_pod_security(rep, name, objs)
         check_selectors(rep, name, objs) if name != "jobs/model-push" else None
         check_role_secrets(rep, name, objs)
         check_secret_contents(rep, name, objs, root / CREDENTIALS)
+        if certificates(objs):
+            check_cert_manager(rep, name, objs, root / CREDENTIALS, issue_problems)
         if broker_pods(objs):
             check_broker(rep, name, objs, refs)
         if name not in INSECURE:
