@@ -94,6 +94,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(d) = meta.deadline {
         canonical.push((header::DEADLINE.to_owned(), format_time(d).expect("an accepted deadline formats")));
     }
+    if let Some((w, h)) = meta.raw_size {
+        canonical.push((header::WIDTH.to_owned(), w.to_string()));
+        canonical.push((header::HEIGHT.to_owned(), h.to_string()));
+    }
     let again = FrameMeta::parse(&format!("frames.{}", meta.camera), |k| first(&canonical, k), payload)
         .expect("canonical headers of a parsed frame parse");
     assert_eq!(again, meta);

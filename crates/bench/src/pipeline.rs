@@ -265,7 +265,7 @@ impl Slot for PassThroughSlot {
         &self.version
     }
 
-    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
+    fn run(&mut self, payload: &[u8], _raw: Option<(u32, u32)>) -> Result<Inferred, DetectError> {
         let start = Instant::now();
         // Touch the bytes so the benchmark pays for reading the payload once.
         let sum = payload.iter().fold(0u8, |a, b| a.wrapping_add(*b));
@@ -295,7 +295,7 @@ fn detector_only(engine: &Engine, photos: &[(String, ContentType, Bytes)], cores
             s.spawn(move || {
                 let mut i = t;
                 while Instant::now() < stop {
-                    let _ = runner.run(&photos[i % photos.len()].2);
+                    let _ = runner.run(&photos[i % photos.len()].2, None);
                     count.fetch_add(1, Ordering::Relaxed);
                     i += 1;
                 }

@@ -224,6 +224,7 @@ impl Publisher {
             trigger: frame.trigger,
             motion_regions: frame.motion_regions,
             deadline: None,
+            raw_size: None,
         };
         let headers = frame_headers(&meta)?;
         self.next_seq += 1;

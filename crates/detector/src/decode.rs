@@ -91,6 +91,41 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Takes `pixels`, already RGB8 rows of `width` x `height` (a raw tensor), within the same
+    /// limits as decoded images; returns the width and height.
+    pub(crate) fn take_rgb(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        limits: &DecodeLimits,
+    ) -> Result<(u32, u32), DetectError> {
+        self.valid = false;
+        release_if_huge(&mut self.rgb);
+        if pixels.is_empty() {
+            return Err(DetectError::Empty);
+        }
+        let count = u64::from(width) * u64::from(height);
+        if count > limits.max_pixels {
+            return Err(DetectError::TooManyPixels { width, height, max: limits.max_pixels });
+        }
+        if count == 0 || pixels.len() as u64 != count * 3 {
+            return Err(DetectError::Corrupt(format!(
+                "{} bytes are not a {width}x{height} RGB image ({} bytes)",
+                pixels.len(),
+                count * 3
+            )));
+        }
+        self.rgb.clear();
+        self.rgb.extend_from_slice(pixels);
+        self.width = width;
+        self.height = height;
+        self.valid = true;
+        Ok((width, height))
+    }
+}
+
 fn release_if_huge(buf: &mut Vec<u8>) {
     if buf.capacity() > KEEP_BUFFER_BYTES {
         *buf = Vec::new();

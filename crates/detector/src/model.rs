@@ -246,6 +246,21 @@ impl Session {
         result
     }
 
+    /// Takes raw RGB8 pixels (`image/x-raw-rgb`: a tensor as Frigate sends it) instead of
+    /// decoding, within the same limits. Returns the width and height.
+    pub fn decode_rgb(&mut self, pixels: &[u8], width: u32, height: u32) -> Result<(u32, u32), DetectError> {
+        let started = Instant::now();
+        let result = self.frame.take_rgb(pixels, width, height, &self.model.inner.cfg.limits);
+        self.decode_time = started.elapsed();
+        result
+    }
+
+    /// [`Session::decode_rgb`], then [`Session::infer`].
+    pub fn detect_rgb(&mut self, pixels: &[u8], width: u32, height: u32) -> Result<Output, DetectError> {
+        self.decode_rgb(pixels, width, height)?;
+        self.infer()
+    }
+
     /// Preprocesses, runs and post-processes the image of the last successful [`Session::decode`].
     pub fn infer(&mut self) -> Result<Output, DetectError> {
         let t0 = Instant::now();

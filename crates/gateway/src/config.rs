@@ -36,6 +36,10 @@ pub struct GatewayConfig {
     pub api_key: Option<Secret>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<Secret>,
+    /// Also serve Frigate's `zmq` detector protocol on this endpoint (`tcp://0.0.0.0:5555`, or
+    /// `ipc:///tmp/cache/zmq_detector`, Frigate's default). Off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zmq: Option<String>,
     /// Publish requests to the interactive queue REQUESTS, which workers take before the
     /// cameras' FRAMES (default). `false` publishes them to FRAMES like a camera's frames, behind
     /// any backlog: only for comparing the two (`edgepool bench gateway`); the NATS user
@@ -57,6 +61,7 @@ impl Default for GatewayConfig {
             min_confidence: 0.4,
             api_key: None,
             api_keys: Vec::new(),
+            zmq: None,
             priority: true,
             metrics_token: None,
         }

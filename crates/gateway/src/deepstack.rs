@@ -42,6 +42,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts one answered request of `api` with `outcome`, which took since `started`.
+    pub fn record(&self, api: &str, outcome: &str, started: Instant) {
+        self.requests.with_label_values(&[api, outcome]).inc();
+        self.seconds.with_label_values(&[api]).observe(started.elapsed().as_secs_f64());
+    }
+
     pub fn register(r: &Registry) -> prometheus::Result<Self> {
         Ok(Self {
             requests: m::GATEWAY_REQUESTS.counter_vec(r)?,
@@ -100,8 +106,7 @@ impl Answer {
     }
 
     fn into_response(self, api: &Api, name: &'static str, started: Instant) -> Response {
-        api.metrics.requests.with_label_values(&[name, self.outcome]).inc();
-        api.metrics.seconds.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        api.metrics.record(name, self.outcome, started);
         let mut r = (self.status, [(header::CONTENT_TYPE, "application/json")], self.body.to_string()).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -232,7 +237,7 @@ async fn detect(
         );
     };
     let deadline = started + api.cfg.timeout;
-    match pool.detect(image, content_type, deadline).await {
+    match pool.detect(image, content_type, None, deadline).await {
         Ok(result) => answer(api, &result, min_confidence, started),
         Err(PoolError::Timeout) => Answer::error(
             StatusCode::OK,

@@ -4,6 +4,7 @@
 //!
 //! - [`deepstack`]: the DeepStack / CodeProject.AI object-detection HTTP API (Frigate's
 //!   `deepstack` detector, Blue Iris, Agent DVR, Home Assistant's deepstack clients).
+//! - [`zmq`]: Frigate's `zmq` detector protocol (raw tensors in, a `[20, 6]` array out).
 //! - [`pool`]: publishing a request's frame and routing its result back.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod deepstack;
 pub mod pool;
+pub mod zmq;
 
 pub use config::GatewayConfig;
 pub use pool::{Pool, PoolError};

@@ -106,11 +106,13 @@ impl Pool {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
-    /// Puts one image on the work queue and waits until `deadline` for its result.
+    /// Puts one image on the work queue and waits until `deadline` for its result. `raw` is the
+    /// width and height of an `image/x-raw-rgb` image.
     pub async fn detect(
         &self,
         image: Bytes,
         content_type: ContentType,
+        raw: Option<(u32, u32)>,
         deadline: Instant,
     ) -> Result<ResultMessage, PoolError> {
         let seq = random_seq();
@@ -128,6 +130,7 @@ impl Pool {
             trigger: None,
             motion_regions: Vec::new(),
             deadline: Some(now + remaining(deadline)),
+            raw_size: raw,
         };
         let headers = edgepool_nats::frame_headers(&meta).map_err(|e| PoolError::Publish(e.to_string()))?;
         let publish = async {

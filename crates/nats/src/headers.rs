@@ -26,6 +26,10 @@ pub fn frame_headers(meta: &FrameMeta) -> Result<HeaderMap, TimeOutOfRange> {
     if let Some(d) = meta.deadline {
         h.insert(header::DEADLINE, format_time(d)?.as_str());
     }
+    if let Some((w, hgt)) = meta.raw_size {
+        h.insert(header::WIDTH, w.to_string().as_str());
+        h.insert(header::HEIGHT, hgt.to_string().as_str());
+    }
     Ok(h)
 }
 

@@ -437,7 +437,7 @@ def!(
     Counter,
     "requests",
     ["api", "outcome"],
-    "Requests answered, by API (`detection`, `list`, `status`, `other`) and outcome: `ok`, `bad_request` \
+    "Requests answered, by API (`detection`, `zmq`, `list`, `status`, `other`) and outcome: `ok`, `bad_request` \
      (no or bad image, bad field, bad body), `unauthorized` (API key), `too_large`, `overloaded` (503 at \
      `gateway.max_in_flight`), `timeout` (no result within `gateway.timeout`), `unavailable` (broker)."
 );

@@ -55,13 +55,20 @@ pub mod header {
     /// is judged by it instead of the workers' staleness bound; past it a worker answers
     /// `stale` without inference.
     pub const DEADLINE: &str = "Edgepool-Deadline";
+    /// Required with `image/x-raw-rgb`: the image's width in pixels (1..=65535).
+    pub const WIDTH: &str = "Edgepool-Width";
+    /// Required with `image/x-raw-rgb`: the image's height in pixels (1..=65535).
+    pub const HEIGHT: &str = "Edgepool-Height";
 }
 
-/// Encoded image formats the detector accepts.
+/// Image formats the detector accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
     Jpeg,
     Png,
+    /// Uncompressed 8-bit RGB, rows top to bottom, no padding (`image/x-raw-rgb`): a tensor
+    /// as Frigate sends it. Its size is in [`header::WIDTH`] and [`header::HEIGHT`].
+    RawRgb,
 }
 
 impl ContentType {
@@ -70,6 +77,7 @@ impl ContentType {
         match self {
             Self::Jpeg => "image/jpeg",
             Self::Png => "image/png",
+            Self::RawRgb => "image/x-raw-rgb",
         }
     }
 
@@ -81,6 +89,8 @@ impl ContentType {
             Some(Self::Jpeg)
         } else if essence.eq_ignore_ascii_case("image/png") {
             Some(Self::Png)
+        } else if essence.eq_ignore_ascii_case("image/x-raw-rgb") {
+            Some(Self::RawRgb)
         } else {
             None
         }
@@ -102,6 +112,8 @@ impl ContentType {
         match self {
             Self::Jpeg => payload.starts_with(&[0xFF, 0xD8, 0xFF]),
             Self::Png => payload.starts_with(b"\x89PNG\r\n\x1a\n"),
+            // No magic: its length is checked against the dimension headers instead.
+            Self::RawRgb => true,
         }
     }
 }
@@ -161,6 +173,8 @@ pub struct FrameMeta {
     pub motion_regions: Vec<BBox>,
     /// When the answer stops being useful (requests waiting on a client), if the sender said.
     pub deadline: Option<OffsetDateTime>,
+    /// Width and height of an `image/x-raw-rgb` frame (`None` for encoded ones).
+    pub raw_size: Option<(u32, u32)>,
 }
 
 /// The camera token of a `frames.<camera>` or `requests.<camera>` subject, validated or not.
@@ -245,8 +259,33 @@ impl FrameMeta {
                 Some(to_utc(t).map_err(|_| bad("its UTC year is outside 0000..=9999"))?)
             }
         };
-        Ok(Self { camera, seq, captured_at, content_type, traceparent, trigger, motion_regions, deadline })
+        let raw_size = match content_type {
+            ContentType::RawRgb => Some(raw_size(&header, payload.len())?),
+            ContentType::Jpeg | ContentType::Png => None,
+        };
+        Ok(Self { camera, seq, captured_at, content_type, traceparent, trigger, motion_regions, deadline, raw_size })
     }
+}
+
+/// The width and height headers of a raw RGB frame, checked against its payload's length.
+fn raw_size<'h>(header: &impl Fn(&str) -> Option<&'h str>, len: usize) -> Result<(u32, u32), FrameError> {
+    let dim = |name: &'static str| {
+        let v = header(name).ok_or(FrameError::MissingHeader(name))?;
+        v.trim().parse::<u32>().ok().filter(|n| (1..=65_535).contains(n)).ok_or_else(|| FrameError::BadHeader {
+            name,
+            value: truncate(v),
+            why: "not a decimal between 1 and 65535",
+        })
+    };
+    let (width, height) = (dim(header::WIDTH)?, dim(header::HEIGHT)?);
+    if u64::from(width) * u64::from(height) * 3 != len as u64 {
+        return Err(FrameError::BadHeader {
+            name: header::WIDTH,
+            value: format!("{width}x{height}"),
+            why: "width x height x 3 is not the payload's length",
+        });
+    }
+    Ok((width, height))
 }
 
 /// W3C trace context `version-traceid-parentid-flags`; invalid values are ignored, as the
@@ -322,6 +361,30 @@ mod tests {
         assert_eq!(m.seq, FrameSeq(7));
         assert_eq!(m.content_type, ContentType::Jpeg);
         assert_eq!(m.captured_at.nanosecond(), 123_456_789);
+    }
+
+    #[test]
+    fn requests_and_raw_rgb_frames_parse_with_their_size_and_deadline() {
+        let mut h = good();
+        h.insert(header::CONTENT_TYPE, "image/x-raw-rgb");
+        h.insert(header::WIDTH, "4");
+        h.insert(header::HEIGHT, "2");
+        h.insert(header::DEADLINE, "2026-11-27T10:00:10Z");
+        let m = parse("requests.cam-1", &h, &[0; 24]).unwrap();
+        assert_eq!((m.content_type, m.raw_size), (ContentType::RawRgb, Some((4, 2))));
+        assert_eq!(m.deadline.map(|d| d.second()), Some(10));
+        let kind = |h: &HashMap<_, _>, p: &[u8]| parse("requests.cam-1", h, p).unwrap_err().kind();
+        assert_eq!(kind(&h, &[0; 23]), "bad_header", "size does not match the payload");
+        let mut no_width = h.clone();
+        no_width.remove(header::WIDTH);
+        assert_eq!(kind(&no_width, &[0; 24]), "missing_header");
+        let mut zero = h.clone();
+        zero.insert(header::HEIGHT, "0");
+        assert_eq!(kind(&zero, &[]), "empty_payload");
+        assert_eq!(kind(&zero, &[0; 24]), "bad_header");
+        let mut late = h;
+        late.insert(header::DEADLINE, "soon");
+        assert_eq!(kind(&late, &[0; 24]), "bad_header");
     }
 
     #[test]

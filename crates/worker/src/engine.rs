@@ -30,8 +30,9 @@ pub trait Slot: Send + fmt::Debug {
     /// The model version this slot computes with: what its results must name.
     fn version(&self) -> &Arc<str>;
 
-    /// Decode, preprocess, infer, post-process. Runs on a blocking thread.
-    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError>;
+    /// Decode, preprocess, infer, post-process. Runs on a blocking thread. `raw` is the width
+    /// and height of an `image/x-raw-rgb` payload; `None` for JPEG and PNG.
+    fn run(&mut self, payload: &[u8], raw: Option<(u32, u32)>) -> Result<Inferred, DetectError>;
 }
 
 /// The result of one frame's inference.
@@ -177,8 +178,11 @@ impl Runner {
     }
 
     /// Decode, preprocess, infer, post-process. Runs on a blocking thread.
-    pub fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
-        let out = self.session.detect(payload)?;
+    pub fn run(&mut self, payload: &[u8], raw: Option<(u32, u32)>) -> Result<Inferred, DetectError> {
+        let out = match raw {
+            Some((w, h)) => self.session.detect_rgb(payload, w, h)?,
+            None => self.session.detect(payload)?,
+        };
         Ok(Inferred { width: out.width, height: out.height, detections: out.detections, timings: out.timings })
     }
 }
@@ -188,7 +192,7 @@ impl Slot for Runner {
         &self.version
     }
 
-    fn run(&mut self, payload: &[u8]) -> Result<Inferred, DetectError> {
-        Self::run(self, payload)
+    fn run(&mut self, payload: &[u8], raw: Option<(u32, u32)>) -> Result<Inferred, DetectError> {
+        Self::run(self, payload, raw)
     }
 }

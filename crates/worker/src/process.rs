@@ -106,17 +106,16 @@ async fn infer(
     env: &Envelope,
     slot: &mut Option<Box<dyn Slot>>,
 ) -> Result<Result<(Arc<str>, Inferred), DetectError>, Failure> {
-    #[cfg(not(feature = "test-hooks"))]
-    let _ = env;
     let mut state = ctx.engine.slot(slot.take());
     let model = Arc::clone(state.version());
     let payload = msg.payload.clone();
+    let raw = env.meta.as_ref().ok().and_then(|m| m.raw_size);
     #[cfg(feature = "test-hooks")]
     let hook = env.panic_at;
     let job = tokio::task::spawn_blocking(move || {
         #[cfg(feature = "test-hooks")]
         crate::test_hooks::panic_if(hook, crate::test_hooks::PanicPoint::Blocking);
-        let out = state.run(&payload);
+        let out = state.run(&payload, raw);
         (state, out)
     });
     match with_progress(msg, ctx.cfg.progress_interval, job).await {
@@ -272,7 +271,10 @@ async fn deliver(ctx: &Ctx, msg: &Message, env: &Envelope, verdict: Verdict) -> 
                 "frame done"
             );
             ctx.metrics.ok.inc();
-            ctx.snapshots.offer(&ctx.js, &ctx.metrics, &result, &msg.payload);
+            // The page shows encoded images; a raw tensor (a Frigate request) has no snapshot.
+            if env.meta.as_ref().is_ok_and(|m| m.raw_size.is_none()) {
+                ctx.snapshots.offer(&ctx.js, &ctx.metrics, &result, &msg.payload);
+            }
         }
         Outcome::Stale => ctx.metrics.stale.inc(),
         Outcome::Poison { kind } => {

@@ -147,6 +147,20 @@ fn frames(dir: &Path) {
                 &jpeg,
             ),
         ),
+        (
+            "raw_rgb".into(),
+            frame(
+                "requests.gateway",
+                &[
+                    ("Content-Type", "image/x-raw-rgb"),
+                    ("Edgepool-Seq", "5"),
+                    ("Edgepool-Captured-At", "2026-11-27T18:00:00Z"),
+                    ("Edgepool-Width", "4"),
+                    ("Edgepool-Height", "2"),
+                ],
+                &[7u8; 24],
+            ),
+        ),
         ("bad_subject".into(), frame("frames.a.b", &good, &jpeg)),
         ("reserved_id".into(), frame("frames._invalid", &good, &jpeg)),
         ("no_headers".into(), frame("frames.cam-1", &[], &jpeg)),

@@ -500,6 +500,7 @@ async fn bad_input(rig: &mut Rig, z: Size) -> anyhow::Result<ScenarioReport> {
                 trigger: None,
                 motion_regions: Vec::new(),
                 deadline: None,
+                raw_size: None,
             };
             let h = edgepool_nats::frame_headers(&meta)?;
             rig.js.publish_with_headers(format!("frames.{good_camera}"), h, bytes.clone()).await?.await?;

@@ -673,13 +673,13 @@ fn measure_frame_time(
 ) -> anyhow::Result<Duration> {
     let mut runner = engine.runner();
     let (_, _, first) = images.first().context("no photos")?;
-    runner.run(first).context("the detector failed on a demo photo")?;
+    runner.run(first, None).context("the detector failed on a demo photo")?;
     let mut times: Vec<Duration> = images
         .iter()
         .take(5)
         .map(|(_, _, bytes)| {
             let t = Instant::now();
-            let _ = runner.run(bytes);
+            let _ = runner.run(bytes, None);
             t.elapsed()
         })
         .collect();

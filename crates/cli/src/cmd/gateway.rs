@@ -26,6 +26,10 @@ pub struct GatewayArgs {
     /// Requests waiting at once; one more gets 503 at once [default: `gateway.max_in_flight`, 32].
     #[arg(long)]
     pub max_in_flight: Option<usize>,
+    /// Also serve Frigate's zmq detector here: tcp://HOST:PORT or ipc:///PATH [default:
+    /// `gateway.zmq`, off].
+    #[arg(long, value_name = "ENDPOINT")]
+    pub zmq: Option<String>,
 }
 
 impl GatewayArgs {
@@ -36,7 +40,8 @@ impl GatewayArgs {
         flags
             .set("gateway.listen", self.listen.map(|a| a.to_string()))
             .set("gateway.timeout", self.timeout.clone())
-            .set("gateway.max_in_flight", self.max_in_flight);
+            .set("gateway.max_in_flight", self.max_in_flight)
+            .set("gateway.zmq", self.zmq.clone());
         flags
     }
 }
@@ -55,10 +60,15 @@ pub fn run(global: &Global, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         let router = probes_guarded(registry, ready.clone(), metrics_auth).merge(deepstack::router(
             pool.clone(),
             cfg.clone(),
-            metrics,
+            metrics.clone(),
         ));
         let bound = ctx.serve(cfg.listen, router).await?;
         eprintln!("gateway: DeepStack / CodeProject.AI API on http://{bound}/v1/vision/detection{keys}");
+        if let Some(endpoint) = &cfg.zmq {
+            let stop = ctx.shutdown.clone();
+            let bound = edgepool_gateway::zmq::serve(endpoint, pool.clone(), cfg.clone(), metrics, stop).await?;
+            eprintln!("gateway: Frigate zmq detector on {bound}");
+        }
 
         let client = ctx.connect("edgepool-gateway", true).await?;
         let _ = pool.set(Pool::start(client.clone(), camera, cfg.priority).await?);

@@ -266,3 +266,44 @@ async fn requests_are_answered_at_about_one_inference_behind_a_camera_backlog() 
     let _ = gateway.wait();
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frigates_zmq_detector_gets_the_pools_detections_and_clear_errors() {
+    let mut p = cluster().await;
+    add_worker(&mut p, "w1", WorkerConfig::default(), engine()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_edgepool"))
+        .args(["gateway", "--listen", "127.0.0.1:0", "--zmq", &endpoint, "--nats-url", p.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the gateway exited before serving zmq").unwrap();
+        if line.starts_with("gateway: Frigate zmq detector on tcp://") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let photos = edgepool_harness::fixtures::photos_dir();
+    let root = edgepool_harness::fixtures::workspace_root();
+    let client = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(root.join("crates/cli/tests/interop/gateway_zmq_client.py"))
+            .args(["--endpoint", &endpoint])
+            .arg("--photos")
+            .arg(&photos)
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(120), client).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the zmq client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"check\"")).count(), 9, "{stdout}");
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    p.shutdown().await;
+}

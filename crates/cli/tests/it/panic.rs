@@ -30,6 +30,7 @@ async fn publish_panicking(js: &async_nats::jetstream::Context, seq: u64, point:
         trigger: None,
         motion_regions: Vec::new(),
         deadline: None,
+        raw_size: None,
     };
     let mut headers = frame_headers(&meta).unwrap();
     headers.insert(PANIC_HEADER, point);

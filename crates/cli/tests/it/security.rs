@@ -472,6 +472,7 @@ async fn the_gateway_publishes_its_frames_and_reads_only_their_results() {
         trigger: None,
         motion_regions: Vec::new(),
         deadline: Some(time::OffsetDateTime::now_utc() + time::Duration::seconds(30)),
+        raw_size: None,
     };
     let request = |subject: &'static str, camera: &'static str| {
         let gw = gw.clone();

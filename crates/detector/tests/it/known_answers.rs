@@ -117,3 +117,19 @@ fn session_reuse_is_stateless() {
         assert_eq!(s.detect(&bytes).unwrap().detections, detect(&bytes).detections, "{name}");
     }
 }
+
+#[test]
+fn raw_rgb_pixels_give_the_same_answer_as_their_encoded_image() {
+    let jpeg = photo_bytes("grace_hopper.jpg");
+    let rgb = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+    let (w, h) = rgb.dimensions();
+    let mut s = crate::common::model().session();
+    let encoded = s.detect(&jpeg).unwrap();
+    let raw = s.detect_rgb(rgb.as_raw(), w, h).unwrap();
+    assert_eq!((raw.width, raw.height), (w, h));
+    assert_eq!(raw.detections, encoded.detections, "the same pixels, the same detections");
+    // A size that does not match the pixels is refused, and the session recovers.
+    assert!(s.detect_rgb(&rgb.as_raw()[..100], w, h).is_err());
+    assert!(s.infer().is_err(), "no stale frame after a refused one");
+    assert_eq!(s.detect_rgb(rgb.as_raw(), w, h).unwrap().detections, encoded.detections);
+}
